@@ -1,0 +1,321 @@
+"""The network kernels: per-block stages and the loops that run them over tiles, passes and batches.
+
+Layout. The parameters live in one flat vector ``theta = [W1 (d, h), b1 (h), W2 (h, k), b2 (k)]`` (row-major),
+so that an update, a gradient partial and a reduction are each one loop. A block of at most BLOCK samples
+is transposed into ``work`` (rows x BLOCK): the inner loops then run over the samples of the block, which
+vectorises for any hidden size, and no (n, h) array ever exists. ``work`` rows hold, in order:
+XB (d), A1 (h), Z2 (k), P (k; becomes the output delta), D2 (h), S (2: row max and row sum of softmax).
+
+Codes: act 0 tanh, 1 sigmoid, 2 relu; out 0 softmax + cross-entropy, 1 sigmoid + squared error.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from .config import BLOCK, JIT, TILE, variant
+from .elementwise import exp, sigmoid, tanh
+
+
+@njit(**JIT)
+def split(theta, d, h, k):
+    """Views (W1 (d, h), b1 (h,), W2 (h, k), b2 (k,)) into the flat parameter vector theta."""
+    W1 = theta[: d * h].reshape((d, h))
+    b1 = theta[d * h: d * h + h]
+    W2 = theta[d * h + h: d * h + h + h * k].reshape((h, k))
+    b2 = theta[d * h + h + h * k:]
+    return W1, b1, W2, b2
+
+
+@njit(**JIT)
+def load_block(X, y, order, start, m, XB, yb):
+    """XB[:, j], yb[j] = X[i], y[i] with i = order[start + j] (order empty: i = start + j), j < m.
+
+    X (n, d), y (n,), XB (d, BLOCK), yb (BLOCK,).
+    """
+    d = X.shape[1]
+    for j in range(m):
+        i = order[start + j] if order.size > 0 else start + j
+        yb[j] = y[i]
+        for c in range(d):
+            XB[c, j] = X[i, c]
+
+
+@njit(**JIT)
+def hidden_forward(XB, m, W1, b1, act, A1):
+    """A1 = f(W1^T XB + b1) on the first m columns.  XB (d, B), W1 (d, h), b1 (h,), A1 (h, B)."""
+    d, h = W1.shape
+    for u in range(h):
+        for j in range(m):
+            A1[u, j] = b1[u]
+        for c in range(d):
+            w = W1[c, u]
+            for j in range(m):
+                A1[u, j] += w * XB[c, j]
+        if act == 0:
+            for j in range(m):
+                A1[u, j] = tanh(A1[u, j])
+        elif act == 1:
+            for j in range(m):
+                A1[u, j] = sigmoid(A1[u, j])
+        else:
+            zero = A1.dtype.type(0)
+            for j in range(m):
+                A1[u, j] = max(A1[u, j], zero)
+
+
+@njit(**JIT)
+def output_forward(A1, m, W2, b2, out, Z2, P, S):
+    """Z2 = W2^T A1 + b2; P = softmax(Z2) over rows (S = row max, row sum) or sigmoid(Z2).
+
+    A1 (h, B), W2 (h, k), b2 (k,), Z2 and P (k, B), S (2, B).
+    """
+    h, k = W2.shape
+    for v in range(k):
+        for j in range(m):
+            Z2[v, j] = b2[v]
+        for u in range(h):
+            w = W2[u, v]
+            for j in range(m):
+                Z2[v, j] += w * A1[u, j]
+    if out == 1:
+        for v in range(k):
+            for j in range(m):
+                P[v, j] = sigmoid(Z2[v, j])
+        return
+    # Softmax with the row max subtracted: exp never overflows and the largest term is exactly 1.
+    for j in range(m):
+        S[0, j] = Z2[0, j]
+        S[1, j] = 0
+    for v in range(1, k):
+        for j in range(m):
+            S[0, j] = max(S[0, j], Z2[v, j])
+    for v in range(k):
+        for j in range(m):
+            P[v, j] = exp(Z2[v, j] - S[0, j])
+            S[1, j] += P[v, j]
+    for v in range(k):
+        for j in range(m):
+            P[v, j] /= S[1, j]
+
+
+@njit(**JIT)
+def output_delta(P, yb, m, out, D3):
+    """D3 = dLoss/dZ2 per sample: P - onehot(y) (softmax + cross-entropy), (P - T) P (1 - P) (sigmoid + SE).
+
+    For softmax with cross-entropy the Jacobian of the softmax and the derivative of -log p_y collapse to
+    P - onehot(y). P, D3 (k, B) (may be the same array), yb (B,) labels.
+    """
+    k = P.shape[0]
+    one = P.dtype.type(1)
+    for v in range(k):
+        for j in range(m):
+            t = one if yb[j] == v else P.dtype.type(0)
+            if out == 0:
+                D3[v, j] = P[v, j] - t
+            else:
+                D3[v, j] = (P[v, j] - t) * P[v, j] * (one - P[v, j])
+
+
+@njit(**JIT)
+def hidden_delta(D3, m, W2, A1, act, D2):
+    """D2 = (W2 D3) * f'(A1), with f' written in terms of the activation A1.  D3 (k, B), D2 (h, B)."""
+    h, k = W2.shape
+    one = A1.dtype.type(1)
+    for u in range(h):
+        for j in range(m):
+            D2[u, j] = 0
+        for v in range(k):
+            w = W2[u, v]
+            for j in range(m):
+                D2[u, j] += w * D3[v, j]
+        if act == 0:
+            for j in range(m):
+                D2[u, j] *= one - A1[u, j] * A1[u, j]
+        elif act == 1:
+            for j in range(m):
+                D2[u, j] *= A1[u, j] * (one - A1[u, j])
+        else:
+            for j in range(m):
+                D2[u, j] = D2[u, j] if A1[u, j] > 0 else A1.dtype.type(0)
+
+
+@njit(**JIT)
+def accumulate(XB, A1, D3, D2, m, G):
+    """G += this block's gradient sums: [XB D2^T, sum D2, A1 D3^T, sum D3] (flat, theta's layout).
+
+    Each sum over the block runs in the data's dtype, then is added into the float64 G: a float32 run then
+    rounds once per block of BLOCK samples instead of once per sample.
+    """
+    d, h, k = XB.shape[0], A1.shape[0], D3.shape[0]
+    gW1, gb1, gW2, gb2 = split(G, d, h, k)
+    for u in range(h):
+        s = XB.dtype.type(0)
+        for j in range(m):
+            s += D2[u, j]
+        gb1[u] += s
+        for c in range(d):
+            s = XB.dtype.type(0)
+            for j in range(m):
+                s += XB[c, j] * D2[u, j]
+            gW1[c, u] += s
+        for v in range(k):
+            s = XB.dtype.type(0)
+            for j in range(m):
+                s += A1[u, j] * D3[v, j]
+            gW2[u, v] += s
+    for v in range(k):
+        s = XB.dtype.type(0)
+        for j in range(m):
+            s += D3[v, j]
+        gb2[v] += s
+
+
+@njit(**JIT)
+def update(theta, G, d, h, k, lr, reg, scale):
+    """theta -= lr * (G + reg * W) * scale: gradient step, with the L2 term on the weights only."""
+    b1, W2, b2 = d * h, d * h + h, d * h + h + h * k
+    for i in range(theta.size):
+        g = G[i]
+        if i < b1 or W2 <= i < b2:
+            g += reg * theta[i]
+        theta[i] -= lr * (g * scale)
+
+
+@njit(**JIT)
+def _rows(work, d, h, k):
+    """The block buffers inside one work array (d + 2h + 2k + 2, BLOCK): XB, A1, Z2, P, D2, S."""
+    return (work[:d], work[d: d + h], work[d + h: d + h + k], work[d + h + k: d + h + 2 * k],
+            work[d + h + 2 * k: d + 2 * h + 2 * k], work[d + 2 * h + 2 * k:])
+
+
+@njit(**JIT)
+def _forward_block(X, y, order, start, m, theta, d, h, k, act, out, work, yb):
+    W1, b1, W2, b2 = split(theta, d, h, k)
+    XB, A1, Z2, P, D2, S = _rows(work, d, h, k)
+    load_block(X, y, order, start, m, XB, yb)
+    hidden_forward(XB, m, W1, b1, act, A1)
+    output_forward(A1, m, W2, b2, out, Z2, P, S)
+
+
+@njit(**JIT)
+def _grad_range(X, y, order, start, stop, theta, d, h, k, act, out, work, yb, G):
+    """G += the gradient sums of the samples start..stop-1 (of order, if it is not empty), block by block."""
+    W1, b1, W2, b2 = split(theta, d, h, k)
+    XB, A1, Z2, P, D2, S = _rows(work, d, h, k)
+    for b in range(start, stop, BLOCK):
+        m = min(BLOCK, stop - b)
+        _forward_block(X, y, order, b, m, theta, d, h, k, act, out, work, yb)
+        output_delta(P, yb, m, out, P)
+        hidden_delta(P, m, W2, A1, act, D2)
+        accumulate(XB, A1, P, D2, m, G)
+
+
+@njit(**JIT)
+def _loss_range(X, y, start, stop, theta, d, h, k, act, out, work, yb):
+    """Sum of the per-sample data losses of samples start..stop-1 (no L2 term)."""
+    XB, A1, Z2, P, D2, S = _rows(work, d, h, k)
+    empty = np.empty(0, np.int64)
+    total = 0.0
+    for b in range(start, stop, BLOCK):
+        m = min(BLOCK, stop - b)
+        _forward_block(X, y, empty, b, m, theta, d, h, k, act, out, work, yb)
+        for j in range(m):
+            if out == 0:
+                # -log p_y as log-sum-exp: exact, and never log(0) even when p_y underflows.
+                total += np.log(S[1, j]) - (Z2[yb[j], j] - S[0, j])
+            else:
+                for v in range(k):
+                    t = P[v, j] - (1.0 if yb[j] == v else 0.0)
+                    total += 0.5 * t * t
+    return total
+
+
+@njit(**JIT)
+def _n_tiles(n):
+    return (n + TILE - 1) // TILE
+
+
+def train(X, y, order, theta, hidden, passes, batch, lr, reg, mean, act, out, nslots):
+    """Run `passes` epochs of gradient descent on theta in place; return the epochs completed.
+
+    Each epoch visits order[e] (or 0..n-1 if order has no rows) in batches of `batch` samples, one update
+    per batch; the full batch is batch = n. Gradients are summed per tile in parallel over `nslots` work
+    slots, then over tiles in tile order. mean: scale gradients by 1/batch size. Stops early, returning
+    the epoch index, when the parameters stop being finite.  X (n, d), y (n,), order (E, n) or (0, 0).
+    """
+    n, d = X.shape
+    h = hidden
+    k = (theta.size - d * h - h) // (h + 1)
+    rows = d + 2 * h + 2 * k + 2
+    works = np.empty((nslots, rows, BLOCK), X.dtype)
+    ybs = np.empty((nslots, BLOCK), np.int64)
+    partials = np.empty((_n_tiles(min(batch, n)), theta.size))
+    G = np.empty(theta.size)
+    identity = np.empty(0, np.int64)
+    for e in range(passes):
+        ord_e = order[e] if order.shape[0] > 0 else identity
+        for b in range(0, n, batch):
+            stop = min(b + batch, n)
+            ntiles = _n_tiles(stop - b)
+            for s in prange(nslots):
+                for t in range(s, ntiles, nslots):
+                    partials[t, :] = 0.0
+                    _grad_range(X, y, ord_e, b + t * TILE, min(b + (t + 1) * TILE, stop), theta,
+                                d, h, k, act, out, works[s], ybs[s], partials[t])
+            G[:] = 0.0
+            for t in range(ntiles):
+                G += partials[t]
+            update(theta, G, d, h, k, lr, reg, 1.0 / (stop - b) if mean else 1.0)
+            for i in range(theta.size):
+                if not np.isfinite(theta[i]):
+                    return e
+    return passes
+
+
+def loss(X, y, theta, hidden, reg, act, out, nslots):
+    """L = (sum of per-sample losses + reg/2 (|W1|^2 + |W2|^2)) / n.  X (n, d), y (n,)."""
+    n, d = X.shape
+    h = hidden
+    k = (theta.size - d * h - h) // (h + 1)
+    works = np.empty((nslots, d + 2 * h + 2 * k + 2, BLOCK), X.dtype)
+    ybs = np.empty((nslots, BLOCK), np.int64)
+    ntiles = _n_tiles(n)
+    partials = np.zeros(ntiles)
+    for s in prange(nslots):
+        for t in range(s, ntiles, nslots):
+            partials[t] = _loss_range(X, y, t * TILE, min((t + 1) * TILE, n), theta, d, h, k, act, out,
+                                      works[s], ybs[s])
+    W1, b1, W2, b2 = split(theta, d, h, k)
+    penalty = 0.0
+    for w in W1.ravel():
+        penalty += w * w
+    for w in W2.ravel():
+        penalty += w * w
+    return (partials.sum() + reg / 2 * penalty) / n
+
+
+def forward(X, theta, hidden, act, out, nslots, P):
+    """P = the network's outputs (softmax probabilities, or sigmoid outputs).  X (n, d), P (n, k)."""
+    n, d = X.shape
+    h, k = hidden, P.shape[1]
+    works = np.empty((nslots, d + 2 * h + 2 * k + 2, BLOCK), X.dtype)
+    ybs = np.zeros((nslots, BLOCK), np.int64)
+    no_labels = np.zeros(n, np.int64)
+    empty = np.empty(0, np.int64)
+    ntiles = _n_tiles(n)
+    for s in prange(nslots):
+        for t in range(s, ntiles, nslots):
+            for b in range(t * TILE, min((t + 1) * TILE, n), BLOCK):
+                m = min(BLOCK, n - b)
+                _forward_block(X, no_labels, empty, b, m, theta, d, h, k, act, out, works[s], ybs[s])
+                Pb = _rows(works[s], d, h, k)[3]
+                for j in range(m):
+                    for v in range(k):
+                        P[b + j, v] = Pb[v, j]
+
+
+# Each loop kernel compiled twice from one source: serial (for small n and for threads of a sweep) and
+# parallel over tiles. Both run the same tiles in the same order, so their results are bit-identical.
+train_serial, train_parallel = variant(train, "_serial"), variant(train, "_parallel", parallel=True)
+loss_serial, loss_parallel = variant(loss, "_serial"), variant(loss, "_parallel", parallel=True)
+forward_serial, forward_parallel = variant(forward, "_serial"), variant(forward, "_parallel", parallel=True)
