@@ -45,14 +45,14 @@ def load_block(X, y, order, start, m, XB, yb):
     yb[:m] = y[i]
 
 
-def hidden_forward(XB, m, W1, b1, act, A1):
-    """A1 = f(W1^T XB + b1)."""
+def hidden_forward(XB, m, W1, b1, W2, b2, act, A1, Z2, dims):
+    """A1 = f(W1^T XB + b1) and the logits Z2 = W2^T A1 + b2."""
     A1[:, :m] = ACTIVATIONS[act](W1.T @ XB[:, :m] + b1[:, None])
-
-
-def output_forward(A1, m, W2, b2, out, Z2, P, S):
-    """Z2 = W2^T A1 + b2; P = softmax(Z2) (S = column max, column sum of exp) or sigmoid(Z2)."""
     Z2[:, :m] = W2.T @ A1[:, :m] + b2[:, None]
+
+
+def output_forward(Z2, m, out, P, S, dims):
+    """P = softmax(Z2) (S = column max, column sum of exp(Z2 - max)) or sigmoid(Z2)."""
     if out == 1:
         P[:, :m] = sigmoid(Z2[:, :m])
         return
@@ -66,14 +66,14 @@ def _onehot(yb, k, m, dtype):
     return (np.arange(k)[:, None] == yb[:m]).astype(dtype)
 
 
-def output_delta(P, yb, m, out, D3):
+def output_delta(P, yb, m, out, D3, dims):
     """D3 = P - onehot(y) (softmax + cross-entropy) or (P - T) P (1 - P) (sigmoid + squared error)."""
     p = P[:, :m]
     t = _onehot(yb, P.shape[0], m, P.dtype)
     D3[:, :m] = p - t if out == 0 else (p - t) * p * (1 - p)
 
 
-def hidden_delta(D3, m, W2, A1, act, D2):
+def hidden_delta(D3, m, W2, A1, act, D2, dims):
     """D2 = (W2 D3) * f'(A1)."""
     back = W2 @ D3[:, :m]
     a = A1[:, :m]
@@ -99,37 +99,34 @@ def update(theta, G, d, h, k, lr, reg, scale):
     theta[:] = theta - lr * (g * scale)
 
 
-def _hidden_and_classes(theta, d, h):
-    return h, (theta.size - d * h - h) // (h + 1)
-
-
 def _block(X, theta, d, h, k, m):
     rows = np.empty((d + 2 * h + 2 * k + 2, m), X.dtype)
     ends = np.cumsum([d, h, k, k, h])
     return np.split(rows, ends), np.empty(m, np.int64)
 
 
-def _forward(X, y, order, start, m, theta, d, h, k, act, out):
+def _forward(X, y, order, start, m, theta, h, dims, act, out):
+    d, k = len(dims[0]), len(dims[1])
     (XB, A1, Z2, P, D2, S), yb = _block(X, theta, d, h, k, m)
     W1, b1, W2, b2 = split(theta, d, h, k)
     load_block(X, y, order, start, m, XB, yb)
-    hidden_forward(XB, m, W1, b1, act, A1)
-    output_forward(A1, m, W2, b2, out, Z2, P, S)
+    hidden_forward(XB, m, W1, b1, W2, b2, act, A1, Z2, dims)
+    output_forward(Z2, m, out, P, S, dims)
     return XB, A1, Z2, P, D2, S, yb
 
 
-def train(X, y, order, theta, hidden, passes, batch, lr, reg, mean, act, out, nslots):
+def train(X, y, order, theta, hidden, dims, passes, batch, lr, reg, mean, act, out, nslots):
     """Run `passes` epochs of gradient descent on theta in place; return the epochs completed."""
-    n, d = X.shape
-    h, k = _hidden_and_classes(theta, d, hidden)
+    n = X.shape[0]
+    d, h, k = len(dims[0]), hidden, len(dims[1])
     with np.errstate(all="ignore"):  # a diverging run is reported by the return value, not by warnings
         for e in range(passes):
             order_e = order[e] if len(order) else order.ravel()
             for b in range(0, n, batch):
                 m = min(batch, n - b)
-                XB, A1, Z2, P, D2, S, yb = _forward(X, y, order_e, b, m, theta, d, h, k, act, out)
-                output_delta(P, yb, m, out, P)
-                hidden_delta(P, m, split(theta, d, h, k)[2], A1, act, D2)
+                XB, A1, Z2, P, D2, S, yb = _forward(X, y, order_e, b, m, theta, h, dims, act, out)
+                output_delta(P, yb, m, out, P, dims)
+                hidden_delta(P, m, split(theta, d, h, k)[2], A1, act, D2, dims)
                 G = np.zeros(theta.size)
                 accumulate(XB, A1, P, D2, m, G)
                 update(theta, G, d, h, k, lr, reg, 1.0 / m if mean else 1.0)
@@ -138,11 +135,11 @@ def train(X, y, order, theta, hidden, passes, batch, lr, reg, mean, act, out, ns
     return passes
 
 
-def loss(X, y, theta, hidden, reg, act, out, nslots):
+def loss(X, y, theta, hidden, dims, reg, act, out, nslots):
     """L = (sum of per-sample losses + reg/2 (|W1|^2 + |W2|^2)) / n."""
-    n, d = X.shape
-    h, k = _hidden_and_classes(theta, d, hidden)
-    XB, A1, Z2, P, D2, S, yb = _forward(X, y, np.empty(0, np.int64), 0, n, theta, d, h, k, act, out)
+    n = X.shape[0]
+    d, h, k = len(dims[0]), hidden, len(dims[1])
+    XB, A1, Z2, P, D2, S, yb = _forward(X, y, np.empty(0, np.int64), 0, n, theta, h, dims, act, out)
     cols = np.arange(n)
     if out == 0:
         data = np.sum(np.log(S[1].astype(np.float64)) - (Z2[yb, cols] - S[0]))
@@ -153,11 +150,11 @@ def loss(X, y, theta, hidden, reg, act, out, nslots):
     return (data + reg / 2 * penalty) / n
 
 
-def forward(X, theta, hidden, act, out, nslots, P):
+def forward(X, theta, hidden, dims, act, out, nslots, P):
     """P = the network's outputs (softmax probabilities, or sigmoid outputs)."""
-    n, d = X.shape
+    n = X.shape[0]
     labels = np.zeros(n, np.int64)
-    P[:] = _forward(X, labels, np.empty(0, np.int64), 0, n, theta, d, hidden, P.shape[1], act, out)[3].T
+    P[:] = _forward(X, labels, np.empty(0, np.int64), 0, n, theta, hidden, dims, act, out)[3].T
 
 
 train_serial = train_parallel = train

@@ -5,7 +5,7 @@ Every name in ``__all__`` has a NumPy twin of the same name and signature in ``f
 
 from .config import BLOCK, TILE
 from .elementwise import exp, exp_array, sigmoid, sigmoid_array, tanh, tanh_array
-from .network import (accumulate, forward_parallel, forward_serial, hidden_delta, hidden_forward,
+from .network import (accumulate, dims, forward_parallel, forward_serial, hidden_delta, hidden_forward,
                       load_block, loss_parallel, loss_serial, output_delta, output_forward, split,
                       train_parallel, train_serial, update)
 

@@ -1,10 +1,14 @@
 """The network kernels: per-block stages and the loops that run them over tiles, passes and batches.
 
-Layout. The parameters live in one flat vector ``theta = [W1 (d, h), b1 (h), W2 (h, k), b2 (k)]`` (row-major),
-so that an update, a gradient partial and a reduction are each one loop. A block of at most BLOCK samples
-is transposed into ``work`` (rows x BLOCK): the inner loops then run over the samples of the block, which
-vectorises for any hidden size, and no (n, h) array ever exists. ``work`` rows hold, in order:
-XB (d), A1 (h), Z2 (k), P (k; becomes the output delta), D2 (h), S (2: row max and row sum of softmax).
+Layout. The parameters live in one flat vector ``theta = [W1 (d, h), b1 (h), W2 (h, k), b2 (k)]``
+(row-major), so that an update, a gradient partial and a reduction are each one loop. A block of at most
+BLOCK samples is transposed into ``work`` (rows x BLOCK): the inner loops then run over the samples of
+the block, which vectorises for any hidden size, and no (n, h) array ever exists. ``work`` rows hold, in
+order: XB (d), A1 (h), Z2 (k), P (k; becomes the output delta), D2 (h), S (2: softmax max and sum).
+
+``dims = ((0,) * d, (0,) * k)``: the numbers of inputs and classes as tuple lengths. Numba types a tuple
+by its length, so each (d, k) is compiled with constant trip counts: the loops over inputs and classes
+unroll inside the loops over samples, which then vectorise (with d and k at run time they do not).
 
 Codes: act 0 tanh, 1 sigmoid, 2 relu; out 0 softmax + cross-entropy, 1 sigmoid + squared error.
 """
@@ -12,8 +16,13 @@ Codes: act 0 tanh, 1 sigmoid, 2 relu; out 0 softmax + cross-entropy, 1 sigmoid +
 import numpy as np
 from numba import njit, prange
 
-from .config import BLOCK, JIT, TILE, variant
+from .config import BLOCK, FUSED_INPUTS, JIT, TILE, variant
 from .elementwise import exp, sigmoid, tanh
+
+
+def dims(d, k):
+    """The ``dims`` argument of the kernels for d inputs and k classes."""
+    return (0,) * d, (0,) * k
 
 
 @njit(**JIT)
@@ -41,16 +50,31 @@ def load_block(X, y, order, start, m, XB, yb):
 
 
 @njit(**JIT)
-def hidden_forward(XB, m, W1, b1, act, A1):
-    """A1 = f(W1^T XB + b1) on the first m columns.  XB (d, B), W1 (d, h), b1 (h,), A1 (h, B)."""
-    d, h = W1.shape
-    for u in range(h):
+def hidden_forward(XB, m, W1, b1, W2, b2, act, A1, Z2, dims):
+    """A1 = f(W1^T XB + b1) and the logits Z2 = W2^T A1 + b2, per hidden unit while its row is in L1.
+
+    XB (d, B), W1 (d, h), b1 (h,), W2 (h, k), b2 (k,), A1 (h, B), Z2 (k, B).
+    """
+    d, k = len(dims[0]), len(dims[1])
+    h = W1.shape[1]
+    zero = A1.dtype.type(0)
+    for v in range(k):
         for j in range(m):
-            A1[u, j] = b1[u]
-        for c in range(d):
-            w = W1[c, u]
+            Z2[v, j] = b2[v]
+    for u in range(h):
+        if d <= FUSED_INPUTS:
             for j in range(m):
-                A1[u, j] += w * XB[c, j]
+                z = b1[u]
+                for c in range(d):
+                    z += W1[c, u] * XB[c, j]
+                A1[u, j] = z
+        else:  # too many inputs to unroll: one pass over the block per input
+            for j in range(m):
+                A1[u, j] = b1[u]
+            for c in range(d):
+                for j in range(m):
+                    A1[u, j] += W1[c, u] * XB[c, j]
+        # The activation in a loop of its own: a branch inside the fused loop would not vectorise.
         if act == 0:
             for j in range(m):
                 A1[u, j] = tanh(A1[u, j])
@@ -58,76 +82,83 @@ def hidden_forward(XB, m, W1, b1, act, A1):
             for j in range(m):
                 A1[u, j] = sigmoid(A1[u, j])
         else:
-            zero = A1.dtype.type(0)
             for j in range(m):
                 A1[u, j] = max(A1[u, j], zero)
+        for j in range(m):
+            for v in range(k):
+                Z2[v, j] += W2[u, v] * A1[u, j]
 
 
 @njit(**JIT)
-def output_forward(A1, m, W2, b2, out, Z2, P, S):
-    """Z2 = W2^T A1 + b2; P = softmax(Z2) over rows (S = row max, row sum) or sigmoid(Z2).
+def output_forward(Z2, m, out, P, S, dims):
+    """P = softmax(Z2) over classes, with S = (max, sum of exp(Z2 - max)) per sample, or P = sigmoid(Z2).
 
-    A1 (h, B), W2 (h, k), b2 (k,), Z2 and P (k, B), S (2, B).
+    Z2, P (k, B), S (2, B). The max is subtracted so that exp never overflows.
     """
-    h, k = W2.shape
-    for v in range(k):
-        for j in range(m):
-            Z2[v, j] = b2[v]
-        for u in range(h):
-            w = W2[u, v]
-            for j in range(m):
-                Z2[v, j] += w * A1[u, j]
+    k = len(dims[1])
+    one = P.dtype.type(1)
     if out == 1:
         for v in range(k):
             for j in range(m):
                 P[v, j] = sigmoid(Z2[v, j])
-        return
-    # Softmax with the row max subtracted: exp never overflows and the largest term is exactly 1.
-    for j in range(m):
-        S[0, j] = Z2[0, j]
-        S[1, j] = 0
-    for v in range(1, k):
+    elif k == 2:
+        # Two classes: one exp per sample instead of two, p = (1, e) / (1 + e), e = exp(-|z1 - z0|).
         for j in range(m):
-            S[0, j] = max(S[0, j], Z2[v, j])
-    for v in range(k):
+            z0, z1 = Z2[0, j], Z2[1, j]
+            e = exp(-abs(z1 - z0))
+            r = one / (one + e)
+            S[0, j] = max(z0, z1)
+            S[1, j] = one + e
+            P[0, j] = r if z0 >= z1 else e * r
+            P[1, j] = e * r if z0 >= z1 else r
+    else:
         for j in range(m):
-            P[v, j] = exp(Z2[v, j] - S[0, j])
-            S[1, j] += P[v, j]
-    for v in range(k):
-        for j in range(m):
-            P[v, j] /= S[1, j]
+            top = Z2[0, j]
+            for v in range(1, k):
+                top = max(top, Z2[v, j])
+            total = P.dtype.type(0)
+            for v in range(k):
+                P[v, j] = exp(Z2[v, j] - top)
+                total += P[v, j]
+            r = one / total
+            for v in range(k):
+                P[v, j] *= r
+            S[0, j] = top
+            S[1, j] = total
 
 
 @njit(**JIT)
-def output_delta(P, yb, m, out, D3):
-    """D3 = dLoss/dZ2 per sample: P - onehot(y) (softmax + cross-entropy), (P - T) P (1 - P) (sigmoid + SE).
+def output_delta(P, yb, m, out, D3, dims):
+    """D3 = dLoss/dZ2: P - onehot(y) (softmax + cross-entropy), (P - T) P (1 - P) (sigmoid + SE).
 
-    For softmax with cross-entropy the Jacobian of the softmax and the derivative of -log p_y collapse to
+    For softmax with cross-entropy the softmax Jacobian and the derivative of -log p_y collapse to
     P - onehot(y). P, D3 (k, B) (may be the same array), yb (B,) labels.
     """
-    k = P.shape[0]
-    one = P.dtype.type(1)
-    for v in range(k):
+    k = len(dims[1])
+    one, zero = P.dtype.type(1), P.dtype.type(0)
+    if out == 0:
         for j in range(m):
-            t = one if yb[j] == v else P.dtype.type(0)
-            if out == 0:
-                D3[v, j] = P[v, j] - t
-            else:
-                D3[v, j] = (P[v, j] - t) * P[v, j] * (one - P[v, j])
+            for v in range(k):
+                D3[v, j] = P[v, j] - (one if yb[j] == v else zero)
+    else:
+        for j in range(m):
+            for v in range(k):
+                p = P[v, j]
+                D3[v, j] = (p - (one if yb[j] == v else zero)) * p * (one - p)
 
 
 @njit(**JIT)
-def hidden_delta(D3, m, W2, A1, act, D2):
+def hidden_delta(D3, m, W2, A1, act, D2, dims):
     """D2 = (W2 D3) * f'(A1), with f' written in terms of the activation A1.  D3 (k, B), D2 (h, B)."""
-    h, k = W2.shape
-    one = A1.dtype.type(1)
+    k = len(dims[1])
+    h = W2.shape[0]
+    one, zero = A1.dtype.type(1), A1.dtype.type(0)
     for u in range(h):
         for j in range(m):
-            D2[u, j] = 0
-        for v in range(k):
-            w = W2[u, v]
-            for j in range(m):
-                D2[u, j] += w * D3[v, j]
+            g = zero
+            for v in range(k):
+                g += W2[u, v] * D3[v, j]
+            D2[u, j] = g
         if act == 0:
             for j in range(m):
                 D2[u, j] *= one - A1[u, j] * A1[u, j]
@@ -136,7 +167,7 @@ def hidden_delta(D3, m, W2, A1, act, D2):
                 D2[u, j] *= A1[u, j] * (one - A1[u, j])
         else:
             for j in range(m):
-                D2[u, j] = D2[u, j] if A1[u, j] > 0 else A1.dtype.type(0)
+                D2[u, j] = D2[u, j] if A1[u, j] > zero else zero
 
 
 @njit(**JIT)
@@ -182,43 +213,60 @@ def update(theta, G, d, h, k, lr, reg, scale):
 
 
 @njit(**JIT)
+def _work(nslots, d, h, k, dtype):
+    """Per work slot: the block buffers (rows of BLOCK values), the block's labels, and which block it
+    holds (-1: none), so that a batch of one block is loaded once per call, not once per pass."""
+    return (np.empty((nslots, d + 2 * h + 3 * k + 2, BLOCK), dtype), np.zeros((nslots, BLOCK), np.int64),
+            np.full((nslots, 1), -1, np.int64))
+
+
+@njit(**JIT)
 def _rows(work, d, h, k):
-    """The block buffers inside one work array (d + 2h + 2k + 2, BLOCK): XB, A1, Z2, P, D2, S."""
-    return (work[:d], work[d: d + h], work[d + h: d + h + k], work[d + h + k: d + h + 2 * k],
-            work[d + h + 2 * k: d + 2 * h + 2 * k], work[d + 2 * h + 2 * k:])
+    """The block buffers inside one work array: XB (d), A1 (h), Z2, P, D3 (k each), D2 (h), S (2).
+
+    D3 has rows of its own: written in place over P, the loops would not vectorise (the compiler cannot
+    prove that two views of one buffer do not overlap, and falls back to scalar code).
+    """
+    a1, z2, p, d3, d2, s = d, d + h, d + h + k, d + h + 2 * k, d + h + 3 * k, d + 2 * h + 3 * k
+    return work[:a1], work[a1:z2], work[z2:p], work[p:d3], work[d3:d2], work[d2:s], work[s:]
 
 
 @njit(**JIT)
-def _forward_block(X, y, order, start, m, theta, d, h, k, act, out, work, yb):
+def _forward_block(X, y, order, start, m, theta, h, dims, act, out, work, yb, held):
+    d, k = len(dims[0]), len(dims[1])
     W1, b1, W2, b2 = split(theta, d, h, k)
-    XB, A1, Z2, P, D2, S = _rows(work, d, h, k)
-    load_block(X, y, order, start, m, XB, yb)
-    hidden_forward(XB, m, W1, b1, act, A1)
-    output_forward(A1, m, W2, b2, out, Z2, P, S)
+    XB, A1, Z2, P, D3, D2, S = _rows(work, d, h, k)
+    if order.size > 0 or held[0] != start:
+        load_block(X, y, order, start, m, XB, yb)
+        held[0] = start if order.size == 0 else -1
+    hidden_forward(XB, m, W1, b1, W2, b2, act, A1, Z2, dims)
+    output_forward(Z2, m, out, P, S, dims)
 
 
 @njit(**JIT)
-def _grad_range(X, y, order, start, stop, theta, d, h, k, act, out, work, yb, G):
+def _grad_range(X, y, order, start, stop, theta, h, dims, act, out, work, yb, held, G):
     """G += the gradient sums of the samples start..stop-1 (of order, if it is not empty), block by block."""
-    W1, b1, W2, b2 = split(theta, d, h, k)
-    XB, A1, Z2, P, D2, S = _rows(work, d, h, k)
+    d, k = len(dims[0]), len(dims[1])
+    W2 = split(theta, d, h, k)[2]
+    XB, A1, Z2, P, D3, D2, S = _rows(work, d, h, k)
     for b in range(start, stop, BLOCK):
         m = min(BLOCK, stop - b)
-        _forward_block(X, y, order, b, m, theta, d, h, k, act, out, work, yb)
-        output_delta(P, yb, m, out, P)
-        hidden_delta(P, m, W2, A1, act, D2)
-        accumulate(XB, A1, P, D2, m, G)
+        _forward_block(X, y, order, b, m, theta, h, dims, act, out, work, yb, held)
+        output_delta(P, yb, m, out, D3, dims)
+        hidden_delta(D3, m, W2, A1, act, D2, dims)
+        accumulate(XB, A1, D3, D2, m, G)
 
 
 @njit(**JIT)
-def _loss_range(X, y, start, stop, theta, d, h, k, act, out, work, yb):
+def _loss_range(X, y, start, stop, theta, h, dims, act, out, work, yb, held):
     """Sum of the per-sample data losses of samples start..stop-1 (no L2 term)."""
-    XB, A1, Z2, P, D2, S = _rows(work, d, h, k)
+    d, k = len(dims[0]), len(dims[1])
+    XB, A1, Z2, P, D3, D2, S = _rows(work, d, h, k)
     empty = np.empty(0, np.int64)
     total = 0.0
     for b in range(start, stop, BLOCK):
         m = min(BLOCK, stop - b)
-        _forward_block(X, y, empty, b, m, theta, d, h, k, act, out, work, yb)
+        _forward_block(X, y, empty, b, m, theta, h, dims, act, out, work, yb, held)
         for j in range(m):
             if out == 0:
                 # -log p_y as log-sum-exp: exact, and never log(0) even when p_y underflows.
@@ -235,7 +283,7 @@ def _n_tiles(n):
     return (n + TILE - 1) // TILE
 
 
-def train(X, y, order, theta, hidden, passes, batch, lr, reg, mean, act, out, nslots):
+def train(X, y, order, theta, hidden, dims, passes, batch, lr, reg, mean, act, out, nslots):
     """Run `passes` epochs of gradient descent on theta in place; return the epochs completed.
 
     Each epoch visits order[e] (or 0..n-1 if order has no rows) in batches of `batch` samples, one update
@@ -243,27 +291,24 @@ def train(X, y, order, theta, hidden, passes, batch, lr, reg, mean, act, out, ns
     slots, then over tiles in tile order. mean: scale gradients by 1/batch size. Stops early, returning
     the epoch index, when the parameters stop being finite.  X (n, d), y (n,), order (E, n) or (0, 0).
     """
-    n, d = X.shape
-    h = hidden
-    k = (theta.size - d * h - h) // (h + 1)
-    rows = d + 2 * h + 2 * k + 2
-    works = np.empty((nslots, rows, BLOCK), X.dtype)
-    ybs = np.empty((nslots, BLOCK), np.int64)
+    n = X.shape[0]
+    d, h, k = len(dims[0]), hidden, len(dims[1])
+    works, ybs, held = _work(nslots, d, h, k, X.dtype)
     partials = np.empty((_n_tiles(min(batch, n)), theta.size))
     G = np.empty(theta.size)
     identity = np.empty(0, np.int64)
     for e in range(passes):
-        ord_e = order[e] if order.shape[0] > 0 else identity
+        order_e = order[e] if order.shape[0] > 0 else identity
         for b in range(0, n, batch):
             stop = min(b + batch, n)
             ntiles = _n_tiles(stop - b)
             for s in prange(nslots):
                 for t in range(s, ntiles, nslots):
                     partials[t, :] = 0.0
-                    _grad_range(X, y, ord_e, b + t * TILE, min(b + (t + 1) * TILE, stop), theta,
-                                d, h, k, act, out, works[s], ybs[s], partials[t])
-            G[:] = 0.0
-            for t in range(ntiles):
+                    _grad_range(X, y, order_e, b + t * TILE, min(b + (t + 1) * TILE, stop), theta,
+                                h, dims, act, out, works[s], ybs[s], held[s], partials[t])
+            G[:] = partials[0]
+            for t in range(1, ntiles):
                 G += partials[t]
             update(theta, G, d, h, k, lr, reg, 1.0 / (stop - b) if mean else 1.0)
             for i in range(theta.size):
@@ -272,19 +317,17 @@ def train(X, y, order, theta, hidden, passes, batch, lr, reg, mean, act, out, ns
     return passes
 
 
-def loss(X, y, theta, hidden, reg, act, out, nslots):
+def loss(X, y, theta, hidden, dims, reg, act, out, nslots):
     """L = (sum of per-sample losses + reg/2 (|W1|^2 + |W2|^2)) / n.  X (n, d), y (n,)."""
-    n, d = X.shape
-    h = hidden
-    k = (theta.size - d * h - h) // (h + 1)
-    works = np.empty((nslots, d + 2 * h + 2 * k + 2, BLOCK), X.dtype)
-    ybs = np.empty((nslots, BLOCK), np.int64)
+    n = X.shape[0]
+    d, h, k = len(dims[0]), hidden, len(dims[1])
+    works, ybs, held = _work(nslots, d, h, k, X.dtype)
     ntiles = _n_tiles(n)
     partials = np.zeros(ntiles)
     for s in prange(nslots):
         for t in range(s, ntiles, nslots):
-            partials[t] = _loss_range(X, y, t * TILE, min((t + 1) * TILE, n), theta, d, h, k, act, out,
-                                      works[s], ybs[s])
+            partials[t] = _loss_range(X, y, t * TILE, min((t + 1) * TILE, n), theta, h, dims, act, out,
+                                      works[s], ybs[s], held[s])
     W1, b1, W2, b2 = split(theta, d, h, k)
     penalty = 0.0
     for w in W1.ravel():
@@ -294,12 +337,11 @@ def loss(X, y, theta, hidden, reg, act, out, nslots):
     return (partials.sum() + reg / 2 * penalty) / n
 
 
-def forward(X, theta, hidden, act, out, nslots, P):
+def forward(X, theta, hidden, dims, act, out, nslots, P):
     """P = the network's outputs (softmax probabilities, or sigmoid outputs).  X (n, d), P (n, k)."""
-    n, d = X.shape
-    h, k = hidden, P.shape[1]
-    works = np.empty((nslots, d + 2 * h + 2 * k + 2, BLOCK), X.dtype)
-    ybs = np.zeros((nslots, BLOCK), np.int64)
+    n = X.shape[0]
+    d, h, k = len(dims[0]), hidden, len(dims[1])
+    works, ybs, held = _work(nslots, d, h, k, X.dtype)
     no_labels = np.zeros(n, np.int64)
     empty = np.empty(0, np.int64)
     ntiles = _n_tiles(n)
@@ -307,7 +349,7 @@ def forward(X, theta, hidden, act, out, nslots, P):
         for t in range(s, ntiles, nslots):
             for b in range(t * TILE, min((t + 1) * TILE, n), BLOCK):
                 m = min(BLOCK, n - b)
-                _forward_block(X, no_labels, empty, b, m, theta, d, h, k, act, out, works[s], ybs[s])
+                _forward_block(X, no_labels, empty, b, m, theta, h, dims, act, out, works[s], ybs[s], held[s])
                 Pb = _rows(works[s], d, h, k)[3]
                 for j in range(m):
                     for v in range(k):
