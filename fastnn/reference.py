@@ -99,6 +99,10 @@ def update(theta, G, d, h, k, lr, reg, scale):
     theta[:] = theta - lr * (g * scale)
 
 
+def _classes(theta, d, h):
+    return (theta.size - d * h - h) // (h + 1)
+
+
 def _block(X, theta, d, h, k, m):
     rows = np.empty((d + 2 * h + 2 * k + 2, m), X.dtype)
     ends = np.cumsum([d, h, k, k, h])
@@ -106,7 +110,7 @@ def _block(X, theta, d, h, k, m):
 
 
 def _forward(X, y, order, start, m, theta, h, dims, act, out):
-    d, k = len(dims[0]), len(dims[1])
+    d, k = X.shape[1], _classes(theta, X.shape[1], h)
     (XB, A1, Z2, P, D2, S), yb = _block(X, theta, d, h, k, m)
     W1, b1, W2, b2 = split(theta, d, h, k)
     load_block(X, y, order, start, m, XB, yb)
@@ -118,7 +122,8 @@ def _forward(X, y, order, start, m, theta, h, dims, act, out):
 def train(X, y, order, theta, hidden, dims, passes, batch, lr, reg, mean, act, out, nslots):
     """Run `passes` epochs of gradient descent on theta in place; return the epochs completed."""
     n = X.shape[0]
-    d, h, k = len(dims[0]), hidden, len(dims[1])
+    d, h = X.shape[1], hidden
+    k = _classes(theta, d, h)
     with np.errstate(all="ignore"):  # a diverging run is reported by the return value, not by warnings
         for e in range(passes):
             order_e = order[e] if len(order) else order.ravel()
@@ -138,7 +143,8 @@ def train(X, y, order, theta, hidden, dims, passes, batch, lr, reg, mean, act, o
 def loss(X, y, theta, hidden, dims, reg, act, out, nslots):
     """L = (sum of per-sample losses + reg/2 (|W1|^2 + |W2|^2)) / n."""
     n = X.shape[0]
-    d, h, k = len(dims[0]), hidden, len(dims[1])
+    d, h = X.shape[1], hidden
+    k = _classes(theta, d, h)
     XB, A1, Z2, P, D2, S, yb = _forward(X, y, np.empty(0, np.int64), 0, n, theta, h, dims, act, out)
     cols = np.arange(n)
     if out == 0:

@@ -16,9 +16,9 @@ MATH_JIT = dict(JIT, fastmath={"nsz", "contract"})
 # size, and a block's buffers ((d + 2h + 2k + 2) rows of BLOCK values) stay in L1/L2.
 BLOCK = 256
 
-# Up to this many inputs, the loop over inputs is unrolled inside the loop over samples (one pass over
-# a block per hidden unit); beyond it, one pass per input keeps the code small.
-FUSED_INPUTS = 16
+# Up to this many inputs (classes), the loops over inputs (classes) are compiled with constant trip counts
+# and unrolled inside the loops over samples; beyond it they run with sizes known at run time.
+UNROLL = 16
 
 # Samples per tile: the unit of parallel work. Each tile's gradient is a separate partial summed in tile
 # order, so results never depend on the number of threads. Fixed, never derived from the thread count.

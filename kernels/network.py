@@ -6,9 +6,11 @@ BLOCK samples is transposed into ``work`` (rows x BLOCK): the inner loops then r
 the block, which vectorises for any hidden size, and no (n, h) array ever exists. ``work`` rows hold, in
 order: XB (d), A1 (h), Z2 (k), P (k; becomes the output delta), D2 (h), S (2: softmax max and sum).
 
-``dims = ((0,) * d, (0,) * k)``: the numbers of inputs and classes as tuple lengths. Numba types a tuple
-by its length, so each (d, k) is compiled with constant trip counts: the loops over inputs and classes
-unroll inside the loops over samples, which then vectorise (with d and k at run time they do not).
+``dims = kernels.dims(d, k)``: two empty arrays whose numbers of dimensions are d and k. Numba types an
+array by its ndim, so each (d, k) is compiled with constant trip counts: the loops over inputs and classes
+unroll inside the loops over samples, which then vectorise (with d and k known only at run time they do
+not, and run 3 to 5 times slower). Beyond UNROLL the sizes are read from the arrays at run time. (Arrays,
+not tuples: a parallel region accepts arrays and scalars only.)
 
 Codes: act 0 tanh, 1 sigmoid, 2 relu; out 0 softmax + cross-entropy, 1 sigmoid + squared error.
 """
@@ -16,13 +18,19 @@ Codes: act 0 tanh, 1 sigmoid, 2 relu; out 0 softmax + cross-entropy, 1 sigmoid +
 import numpy as np
 from numba import njit, prange
 
-from .config import BLOCK, FUSED_INPUTS, JIT, TILE, variant
+from .config import BLOCK, JIT, TILE, UNROLL, variant
 from .elementwise import exp, sigmoid, tanh
 
 
 def dims(d, k):
     """The ``dims`` argument of the kernels for d inputs and k classes."""
-    return (0,) * d, (0,) * k
+    return np.empty((0,) * min(d, UNROLL + 1)), np.empty((0,) * min(k, UNROLL + 1))
+
+
+@njit(inline="always")
+def _size(mark, n):
+    """A size as a compile-time constant when it is small enough to unroll, else n at run time."""
+    return mark.ndim if mark.ndim <= UNROLL else n
 
 
 @njit(**JIT)
@@ -55,14 +63,14 @@ def hidden_forward(XB, m, W1, b1, W2, b2, act, A1, Z2, dims):
 
     XB (d, B), W1 (d, h), b1 (h,), W2 (h, k), b2 (k,), A1 (h, B), Z2 (k, B).
     """
-    d, k = len(dims[0]), len(dims[1])
+    d, k = _size(dims[0], XB.shape[0]), _size(dims[1], Z2.shape[0])
     h = W1.shape[1]
     zero = A1.dtype.type(0)
     for v in range(k):
         for j in range(m):
             Z2[v, j] = b2[v]
     for u in range(h):
-        if d <= FUSED_INPUTS:
+        if d <= UNROLL:
             for j in range(m):
                 z = b1[u]
                 for c in range(d):
@@ -95,7 +103,7 @@ def output_forward(Z2, m, out, P, S, dims):
 
     Z2, P (k, B), S (2, B). The max is subtracted so that exp never overflows.
     """
-    k = len(dims[1])
+    k = _size(dims[1], P.shape[0])
     one = P.dtype.type(1)
     if out == 1:
         for v in range(k):
@@ -134,7 +142,7 @@ def output_delta(P, yb, m, out, D3, dims):
     For softmax with cross-entropy the softmax Jacobian and the derivative of -log p_y collapse to
     P - onehot(y). P, D3 (k, B) (may be the same array), yb (B,) labels.
     """
-    k = len(dims[1])
+    k = _size(dims[1], P.shape[0])
     one, zero = P.dtype.type(1), P.dtype.type(0)
     if out == 0:
         for j in range(m):
@@ -150,7 +158,7 @@ def output_delta(P, yb, m, out, D3, dims):
 @njit(**JIT)
 def hidden_delta(D3, m, W2, A1, act, D2, dims):
     """D2 = (W2 D3) * f'(A1), with f' written in terms of the activation A1.  D3 (k, B), D2 (h, B)."""
-    k = len(dims[1])
+    k = _size(dims[1], D3.shape[0])
     h = W2.shape[0]
     one, zero = A1.dtype.type(1), A1.dtype.type(0)
     for u in range(h):
@@ -233,7 +241,7 @@ def _rows(work, d, h, k):
 
 @njit(**JIT)
 def _forward_block(X, y, order, start, m, theta, h, dims, act, out, work, yb, held):
-    d, k = len(dims[0]), len(dims[1])
+    d, k = X.shape[1], _classes(theta, X.shape[1], h)
     W1, b1, W2, b2 = split(theta, d, h, k)
     XB, A1, Z2, P, D3, D2, S = _rows(work, d, h, k)
     if order.size > 0 or held[0] != start:
@@ -246,7 +254,7 @@ def _forward_block(X, y, order, start, m, theta, h, dims, act, out, work, yb, he
 @njit(**JIT)
 def _grad_range(X, y, order, start, stop, theta, h, dims, act, out, work, yb, held, G):
     """G += the gradient sums of the samples start..stop-1 (of order, if it is not empty), block by block."""
-    d, k = len(dims[0]), len(dims[1])
+    d, k = X.shape[1], _classes(theta, X.shape[1], h)
     W2 = split(theta, d, h, k)[2]
     XB, A1, Z2, P, D3, D2, S = _rows(work, d, h, k)
     for b in range(start, stop, BLOCK):
@@ -260,7 +268,7 @@ def _grad_range(X, y, order, start, stop, theta, h, dims, act, out, work, yb, he
 @njit(**JIT)
 def _loss_range(X, y, start, stop, theta, h, dims, act, out, work, yb, held):
     """Sum of the per-sample data losses of samples start..stop-1 (no L2 term)."""
-    d, k = len(dims[0]), len(dims[1])
+    d, k = X.shape[1], _classes(theta, X.shape[1], h)
     XB, A1, Z2, P, D3, D2, S = _rows(work, d, h, k)
     empty = np.empty(0, np.int64)
     total = 0.0
@@ -279,6 +287,11 @@ def _loss_range(X, y, start, stop, theta, h, dims, act, out, work, yb, held):
 
 
 @njit(**JIT)
+def _classes(theta, d, h):
+    return (theta.size - d * h - h) // (h + 1)
+
+
+@njit(**JIT)
 def _n_tiles(n):
     return (n + TILE - 1) // TILE
 
@@ -292,7 +305,9 @@ def train(X, y, order, theta, hidden, dims, passes, batch, lr, reg, mean, act, o
     the epoch index, when the parameters stop being finite.  X (n, d), y (n,), order (E, n) or (0, 0).
     """
     n = X.shape[0]
-    d, h, k = len(dims[0]), hidden, len(dims[1])
+    d, h = X.shape[1], hidden
+    k = _classes(theta, d, h)
+    din, kout = dims  # a parallel region takes arrays, not tuples: rebuilt inside
     works, ybs, held = _work(nslots, d, h, k, X.dtype)
     partials = np.empty((_n_tiles(min(batch, n)), theta.size))
     G = np.empty(theta.size)
@@ -306,7 +321,7 @@ def train(X, y, order, theta, hidden, dims, passes, batch, lr, reg, mean, act, o
                 for t in range(s, ntiles, nslots):
                     partials[t, :] = 0.0
                     _grad_range(X, y, order_e, b + t * TILE, min(b + (t + 1) * TILE, stop), theta,
-                                h, dims, act, out, works[s], ybs[s], held[s], partials[t])
+                                h, (din, kout), act, out, works[s], ybs[s], held[s], partials[t])
             G[:] = partials[0]
             for t in range(1, ntiles):
                 G += partials[t]
@@ -320,13 +335,15 @@ def train(X, y, order, theta, hidden, dims, passes, batch, lr, reg, mean, act, o
 def loss(X, y, theta, hidden, dims, reg, act, out, nslots):
     """L = (sum of per-sample losses + reg/2 (|W1|^2 + |W2|^2)) / n.  X (n, d), y (n,)."""
     n = X.shape[0]
-    d, h, k = len(dims[0]), hidden, len(dims[1])
+    d, h = X.shape[1], hidden
+    k = _classes(theta, d, h)
+    din, kout = dims  # a parallel region takes arrays, not tuples: rebuilt inside
     works, ybs, held = _work(nslots, d, h, k, X.dtype)
     ntiles = _n_tiles(n)
     partials = np.zeros(ntiles)
     for s in prange(nslots):
         for t in range(s, ntiles, nslots):
-            partials[t] = _loss_range(X, y, t * TILE, min((t + 1) * TILE, n), theta, h, dims, act, out,
+            partials[t] = _loss_range(X, y, t * TILE, min((t + 1) * TILE, n), theta, h, (din, kout), act, out,
                                       works[s], ybs[s], held[s])
     W1, b1, W2, b2 = split(theta, d, h, k)
     penalty = 0.0
@@ -340,7 +357,9 @@ def loss(X, y, theta, hidden, dims, reg, act, out, nslots):
 def forward(X, theta, hidden, dims, act, out, nslots, P):
     """P = the network's outputs (softmax probabilities, or sigmoid outputs).  X (n, d), P (n, k)."""
     n = X.shape[0]
-    d, h, k = len(dims[0]), hidden, len(dims[1])
+    d, h = X.shape[1], hidden
+    k = _classes(theta, d, h)
+    din, kout = dims  # a parallel region takes arrays, not tuples: rebuilt inside
     works, ybs, held = _work(nslots, d, h, k, X.dtype)
     no_labels = np.zeros(n, np.int64)
     empty = np.empty(0, np.int64)
@@ -349,7 +368,8 @@ def forward(X, theta, hidden, dims, act, out, nslots, P):
         for t in range(s, ntiles, nslots):
             for b in range(t * TILE, min((t + 1) * TILE, n), BLOCK):
                 m = min(BLOCK, n - b)
-                _forward_block(X, no_labels, empty, b, m, theta, h, dims, act, out, works[s], ybs[s], held[s])
+                _forward_block(X, no_labels, empty, b, m, theta, h, (din, kout), act, out, works[s], ybs[s],
+                               held[s])
                 Pb = _rows(works[s], d, h, k)[3]
                 for j in range(m):
                     for v in range(k):
