@@ -45,7 +45,7 @@ def test_large_pass(benchmark, large, dtype, backend):
     benchmark.group = f"large pass: n={LARGE_N}, H=64, {dtype}"
     train, nslots = ((kernels.train_parallel, _threads()) if backend == "numba" else (reference.train, 1))
     theta = init_params(2, 64, 2, 0, dtype)
-    dims = kernels.dims(2, 2)
+    dims = kernels.dims(2)
     args = (X, y, NO_ORDER, theta, 64, dims, 1, len(y), 0.01, 0.01, True, 0, 0, nslots)
     train(*args)  # compile before timing
     benchmark.pedantic(train, args=args, rounds=5 if backend == "numba" else 2, iterations=1)
@@ -70,15 +70,15 @@ def block():
     W1, b1, W2, b2 = reference.split(theta, d, h, k)
     return dict(XB=rng.randn(d, B), A1=np.tanh(rng.randn(h, B)), Z2=rng.randn(k, B), P=np.full((k, B), 0.5),
                 D3=rng.randn(k, B) * 0.1, D2=rng.randn(h, B), S=np.ones((2, B)), yb=rng.randint(0, k, B),
-                W1=W1, b1=b1, W2=W2, b2=b2, G=np.zeros(theta.size), m=B, dims=kernels.dims(d, k))
+                W1=W1, b1=b1, W2=W2, b2=b2, G=np.zeros(theta.size), m=B, dims=kernels.dims(d))
 
 
 STAGES = {
     "hidden_forward": lambda b: (b["XB"], b["m"], b["W1"], b["b1"], b["W2"], b["b2"], 0, b["A1"], b["Z2"],
                                  b["dims"]),
-    "output_forward": lambda b: (b["Z2"], b["m"], 0, b["P"], b["S"], b["dims"]),
-    "output_delta": lambda b: (b["P"], b["yb"], b["m"], 0, b["D3"], b["dims"]),
-    "hidden_delta": lambda b: (b["D3"], b["m"], b["W2"], b["A1"], 0, b["D2"], b["dims"]),
+    "output_forward": lambda b: (b["Z2"], b["m"], 0, b["P"], b["S"]),
+    "output_delta": lambda b: (b["P"], b["yb"], b["m"], 0, b["D3"]),
+    "hidden_delta": lambda b: (b["D3"], b["m"], b["W2"], b["A1"], 0, b["D2"]),
     "accumulate": lambda b: (b["XB"], b["A1"], b["D3"], b["D2"], b["m"], b["G"]),
 }
 

@@ -8,7 +8,18 @@
 
 from .data import make_moons
 from .model import Model, load
+from .sweep import SweepError, SweepResult, sweep
 from .train import DivergenceError, train
 
-__all__ = ["make_moons", "train", "Model", "load", "DivergenceError"]
+__all__ = ["make_moons", "train", "Model", "load", "DivergenceError", "sweep", "SweepResult", "SweepError",
+           "NeuralNetClassifier"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # The estimator imports scikit-learn (about half a second): only when it is asked for.
+    if name == "NeuralNetClassifier":
+        from .estimator import NeuralNetClassifier
+
+        return NeuralNetClassifier
+    raise AttributeError(f"module 'fastnn' has no attribute {name!r}")

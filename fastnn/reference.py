@@ -51,13 +51,14 @@ def hidden_forward(XB, m, W1, b1, W2, b2, act, A1, Z2, dims):
     Z2[:, :m] = W2.T @ A1[:, :m] + b2[:, None]
 
 
-def output_forward(Z2, m, out, P, S, dims):
+def output_forward(Z2, m, out, P, S):
     """P = softmax(Z2) (S = column max, column sum of exp(Z2 - max)) or sigmoid(Z2)."""
     if out == 1:
         P[:, :m] = sigmoid(Z2[:, :m])
         return
     S[0, :m] = Z2[:, :m].max(axis=0)
-    E = np.exp(Z2[:, :m] - S[0, :m])
+    with np.errstate(over="ignore"):  # float32 logits far apart: z - max = -inf, exp gives 0 as it should
+        E = np.exp(Z2[:, :m] - S[0, :m])
     S[1, :m] = E.sum(axis=0)
     P[:, :m] = E / S[1, :m]
 
@@ -66,14 +67,14 @@ def _onehot(yb, k, m, dtype):
     return (np.arange(k)[:, None] == yb[:m]).astype(dtype)
 
 
-def output_delta(P, yb, m, out, D3, dims):
+def output_delta(P, yb, m, out, D3):
     """D3 = P - onehot(y) (softmax + cross-entropy) or (P - T) P (1 - P) (sigmoid + squared error)."""
     p = P[:, :m]
     t = _onehot(yb, P.shape[0], m, P.dtype)
     D3[:, :m] = p - t if out == 0 else (p - t) * p * (1 - p)
 
 
-def hidden_delta(D3, m, W2, A1, act, D2, dims):
+def hidden_delta(D3, m, W2, A1, act, D2):
     """D2 = (W2 D3) * f'(A1)."""
     back = W2 @ D3[:, :m]
     a = A1[:, :m]
@@ -115,7 +116,7 @@ def _forward(X, y, order, start, m, theta, h, dims, act, out):
     W1, b1, W2, b2 = split(theta, d, h, k)
     load_block(X, y, order, start, m, XB, yb)
     hidden_forward(XB, m, W1, b1, W2, b2, act, A1, Z2, dims)
-    output_forward(Z2, m, out, P, S, dims)
+    output_forward(Z2, m, out, P, S)
     return XB, A1, Z2, P, D2, S, yb
 
 
@@ -130,8 +131,8 @@ def train(X, y, order, theta, hidden, dims, passes, batch, lr, reg, mean, act, o
             for b in range(0, n, batch):
                 m = min(batch, n - b)
                 XB, A1, Z2, P, D2, S, yb = _forward(X, y, order_e, b, m, theta, h, dims, act, out)
-                output_delta(P, yb, m, out, P, dims)
-                hidden_delta(P, m, split(theta, d, h, k)[2], A1, act, D2, dims)
+                output_delta(P, yb, m, out, P)
+                hidden_delta(P, m, split(theta, d, h, k)[2], A1, act, D2)
                 G = np.zeros(theta.size)
                 accumulate(XB, A1, P, D2, m, G)
                 update(theta, G, d, h, k, lr, reg, 1.0 / m if mean else 1.0)
@@ -153,7 +154,7 @@ def loss(X, y, theta, hidden, dims, reg, act, out, nslots):
         data = 0.5 * np.sum((P.astype(np.float64) - _onehot(yb, k, n, np.float64)) ** 2)
     W1, _, W2, _ = split(theta, d, h, k)
     penalty = np.sum(W1.astype(np.float64) ** 2) + np.sum(W2.astype(np.float64) ** 2)
-    return (data + reg / 2 * penalty) / n
+    return (data + (reg / 2 * penalty if reg > 0 else 0.0)) / n  # no 0 * inf when reg = 0
 
 
 def forward(X, theta, hidden, dims, act, out, nslots, P):

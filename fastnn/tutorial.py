@@ -66,11 +66,10 @@ def build_model(X, y, nn_hdim, num_passes=20000, print_loss=False):
 
 def plot_decision_boundary(pred_func, X, y):
     """The tutorial's plot: pred_func on a 0.01 grid around X, filled contours, and the points."""
-    import matplotlib.pyplot as plt
+    from .plot import _pyplot, grid
 
-    x_min, x_max = X[:, 0].min() - 0.5, X[:, 0].max() + 0.5
-    y_min, y_max = X[:, 1].min() - 0.5, X[:, 1].max() + 0.5
-    xx, yy = np.meshgrid(np.arange(x_min, x_max, 0.01), np.arange(y_min, y_max, 0.01))
+    plt = _pyplot()
+    xx, yy = grid(X, step=0.01)
     Z = pred_func(np.c_[xx.ravel(), yy.ravel()]).reshape(xx.shape)
     plt.contourf(xx, yy, Z, cmap=plt.cm.Spectral)
     plt.scatter(X[:, 0], X[:, 1], c=y, cmap=plt.cm.Spectral)

@@ -16,9 +16,9 @@ MATH_JIT = dict(JIT, fastmath={"nsz", "contract"})
 # size, and a block's buffers ((d + 2h + 2k + 2) rows of BLOCK values) stay in L1/L2.
 BLOCK = 256
 
-# Up to this many inputs (classes), the loops over inputs (classes) are compiled with constant trip counts
-# and unrolled inside the loops over samples; beyond it they run with sizes known at run time.
-UNROLL = 16
+# Up to this many inputs the loop over inputs is compiled with a constant trip count, once per number of
+# inputs (each costs a compilation of its own, about 8 s, cached on disk); wider inputs share one.
+UNROLL = 4
 
 # Samples per tile: the unit of parallel work. Each tile's gradient is a separate partial summed in tile
 # order, so results never depend on the number of threads. Fixed, never derived from the thread count.

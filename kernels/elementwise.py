@@ -31,30 +31,40 @@ def _generate(F, I, exponent_bias, mantissa_bits, ln2_hi, ln2_lo, exp_degree, ex
     log2e, half, one, two = F(1.4426950408889634), F(0.5), F(1), F(2)
     ln2_hi, ln2_lo = F(ln2_hi), F(ln2_lo)
     bias, shift = I(exponent_bias), I(mantissa_bits)
-    # exp(x) overflows above log(max) and turns subnormal below log(tiny): clamp to the normal range.
-    exp_hi = F(math.log(np.finfo(F).max) - 0.5)
-    exp_lo = F(math.log(np.finfo(F).tiny) + 0.5)
+    # Beyond these e**x is inf, or 0 (below the smallest subnormal); the clamps keep k in int range.
+    exp_hi = F(math.log(np.finfo(F).max) + 1)
+    exp_lo = F(math.log(np.finfo(F).tiny) - (mantissa_bits + 2) * math.log(2))
     exp_taylor = tuple(F(1 / math.factorial(j)) for j in range(exp_degree, -1, -1))
     expm1_taylor = tuple(F(1 / math.factorial(j)) for j in range(expm1_degree, 1, -1))  # down to 1/2!
     tanh_one = F(tanh_one)
 
     @njit(**MATH_JIT)
     def reduce(x):
-        """(k, r, 2**k) with x = k ln2 + r, |r| <= ln2/2 (Cody-Waite: ln2 in two parts, so r is exact)."""
+        """(r, 2**k) with x = k ln2 + r, |r| <= ln2/2, for 0 <= x < 40 (2**k then is a normal number).
+
+        Cody-Waite: ln2 in two parts, so that r is exact; 2**k from the exponent bits, no libm call.
+        """
         k = np.floor(x * log2e + half)  # np.floor keeps float32 (math.floor would return int64)
         r = (x - k * ln2_hi) - k * ln2_lo
-        return r, _bits_as_float(I((I(k) + bias) << shift))  # 2**k from the exponent bits, no libm call
+        return r, _bits_as_float(I((I(k) + bias) << shift))
 
     @njit(**MATH_JIT)
     def exp(x):
-        """e**x = 2**k e**r, e**r by its Taylor polynomial."""
+        """e**x = 2**k e**r, e**r by its Taylor polynomial.
+
+        2**k is applied as 2**(k//2) 2**(k - k//2), two normal numbers, so that the product overflows
+        to inf and underflows through the subnormals to 0 as np.exp does.
+        """
         x = exp_hi if x > exp_hi else x  # comparisons written so that NaN passes through
         x = exp_lo if x < exp_lo else x
-        r, scale = reduce(x)
+        k = np.floor(x * log2e + half)
+        r = (x - k * ln2_hi) - k * ln2_lo
         p = exp_taylor[0]
         for c in exp_taylor[1:]:
             p = p * r + c
-        return p * scale
+        k1 = I(k) >> I(1)
+        k2 = I(k) - k1
+        return p * _bits_as_float(I((k1 + bias) << shift)) * _bits_as_float(I((k2 + bias) << shift))
 
     @njit(**MATH_JIT)
     def tanh(x):

@@ -6,11 +6,12 @@ BLOCK samples is transposed into ``work`` (rows x BLOCK): the inner loops then r
 the block, which vectorises for any hidden size, and no (n, h) array ever exists. ``work`` rows hold, in
 order: XB (d), A1 (h), Z2 (k), P (k; becomes the output delta), D2 (h), S (2: softmax max and sum).
 
-``dims = kernels.dims(d, k)``: two empty arrays whose numbers of dimensions are d and k. Numba types an
-array by its ndim, so each (d, k) is compiled with constant trip counts: the loops over inputs and classes
-unroll inside the loops over samples, which then vectorise (with d and k known only at run time they do
-not, and run 3 to 5 times slower). Beyond UNROLL the sizes are read from the arrays at run time. (Arrays,
-not tuples: a parallel region accepts arrays and scalars only.)
+``dims = kernels.dims(d)``: an empty array whose number of dimensions is d (for d <= UNROLL). Numba types
+an array by its ndim, so each such d is compiled with a constant trip count: the loop over inputs unrolls
+inside the loop over the samples of a block, which then vectorises, and a hidden unit's pre-activations
+take one pass over the block instead of d + 1 (about 1.7x on the tutorial's run). Wider inputs share one
+compilation that reads d at run time. (An array, not a tuple's length: a parallel region accepts arrays
+and scalars only.) The loops over classes run outside the loops over samples and need no such help.
 
 Codes: act 0 tanh, 1 sigmoid, 2 relu; out 0 softmax + cross-entropy, 1 sigmoid + squared error.
 """
@@ -22,15 +23,9 @@ from .config import BLOCK, JIT, TILE, UNROLL, variant
 from .elementwise import exp, sigmoid, tanh
 
 
-def dims(d, k):
-    """The ``dims`` argument of the kernels for d inputs and k classes."""
-    return np.empty((0,) * min(d, UNROLL + 1)), np.empty((0,) * min(k, UNROLL + 1))
-
-
-@njit(inline="always")
-def _size(mark, n):
-    """A size as a compile-time constant when it is small enough to unroll, else n at run time."""
-    return mark.ndim if mark.ndim <= UNROLL else n
+def dims(d):
+    """The ``dims`` argument of the kernels for d inputs."""
+    return np.empty((0,) * min(d, UNROLL + 1))
 
 
 @njit(**JIT)
@@ -63,8 +58,8 @@ def hidden_forward(XB, m, W1, b1, W2, b2, act, A1, Z2, dims):
 
     XB (d, B), W1 (d, h), b1 (h,), W2 (h, k), b2 (k,), A1 (h, B), Z2 (k, B).
     """
-    d, k = _size(dims[0], XB.shape[0]), _size(dims[1], Z2.shape[0])
-    h = W1.shape[1]
+    d = dims.ndim if dims.ndim <= UNROLL else XB.shape[0]  # a compile-time constant up to UNROLL
+    h, k = W2.shape
     zero = A1.dtype.type(0)
     for v in range(k):
         for j in range(m):
@@ -92,18 +87,19 @@ def hidden_forward(XB, m, W1, b1, W2, b2, act, A1, Z2, dims):
         else:
             for j in range(m):
                 A1[u, j] = max(A1[u, j], zero)
-        for j in range(m):
-            for v in range(k):
-                Z2[v, j] += W2[u, v] * A1[u, j]
+        for v in range(k):
+            w = W2[u, v]
+            for j in range(m):
+                Z2[v, j] += w * A1[u, j]
 
 
 @njit(**JIT)
-def output_forward(Z2, m, out, P, S, dims):
+def output_forward(Z2, m, out, P, S):
     """P = softmax(Z2) over classes, with S = (max, sum of exp(Z2 - max)) per sample, or P = sigmoid(Z2).
 
     Z2, P (k, B), S (2, B). The max is subtracted so that exp never overflows.
     """
-    k = _size(dims[1], P.shape[0])
+    k = P.shape[0]
     one = P.dtype.type(1)
     if out == 1:
         for v in range(k):
@@ -121,52 +117,52 @@ def output_forward(Z2, m, out, P, S, dims):
             P[1, j] = e * r if z0 >= z1 else r
     else:
         for j in range(m):
-            top = Z2[0, j]
-            for v in range(1, k):
-                top = max(top, Z2[v, j])
-            total = P.dtype.type(0)
-            for v in range(k):
-                P[v, j] = exp(Z2[v, j] - top)
-                total += P[v, j]
-            r = one / total
-            for v in range(k):
-                P[v, j] *= r
-            S[0, j] = top
-            S[1, j] = total
+            S[0, j] = Z2[0, j]
+            S[1, j] = 0
+        for v in range(1, k):
+            for j in range(m):
+                S[0, j] = max(S[0, j], Z2[v, j])
+        for v in range(k):
+            for j in range(m):
+                P[v, j] = exp(Z2[v, j] - S[0, j])
+                S[1, j] += P[v, j]
+        for v in range(k):
+            for j in range(m):
+                P[v, j] /= S[1, j]
 
 
 @njit(**JIT)
-def output_delta(P, yb, m, out, D3, dims):
+def output_delta(P, yb, m, out, D3):
     """D3 = dLoss/dZ2: P - onehot(y) (softmax + cross-entropy), (P - T) P (1 - P) (sigmoid + SE).
 
     For softmax with cross-entropy the softmax Jacobian and the derivative of -log p_y collapse to
     P - onehot(y). P, D3 (k, B) (may be the same array), yb (B,) labels.
     """
-    k = _size(dims[1], P.shape[0])
+    k = P.shape[0]
     one, zero = P.dtype.type(1), P.dtype.type(0)
-    if out == 0:
-        for j in range(m):
-            for v in range(k):
+    for v in range(k):
+        if out == 0:
+            for j in range(m):
                 D3[v, j] = P[v, j] - (one if yb[j] == v else zero)
-    else:
-        for j in range(m):
-            for v in range(k):
+        else:
+            for j in range(m):
                 p = P[v, j]
                 D3[v, j] = (p - (one if yb[j] == v else zero)) * p * (one - p)
 
 
 @njit(**JIT)
-def hidden_delta(D3, m, W2, A1, act, D2, dims):
+def hidden_delta(D3, m, W2, A1, act, D2):
     """D2 = (W2 D3) * f'(A1), with f' written in terms of the activation A1.  D3 (k, B), D2 (h, B)."""
-    k = _size(dims[1], D3.shape[0])
-    h = W2.shape[0]
+    h, k = W2.shape
     one, zero = A1.dtype.type(1), A1.dtype.type(0)
     for u in range(h):
+        w = W2[u, 0]
         for j in range(m):
-            g = zero
-            for v in range(k):
-                g += W2[u, v] * D3[v, j]
-            D2[u, j] = g
+            D2[u, j] = w * D3[0, j]
+        for v in range(1, k):
+            w = W2[u, v]
+            for j in range(m):
+                D2[u, j] += w * D3[v, j]
         if act == 0:
             for j in range(m):
                 D2[u, j] *= one - A1[u, j] * A1[u, j]
@@ -248,7 +244,7 @@ def _forward_block(X, y, order, start, m, theta, h, dims, act, out, work, yb, he
         load_block(X, y, order, start, m, XB, yb)
         held[0] = start if order.size == 0 else -1
     hidden_forward(XB, m, W1, b1, W2, b2, act, A1, Z2, dims)
-    output_forward(Z2, m, out, P, S, dims)
+    output_forward(Z2, m, out, P, S)
 
 
 @njit(**JIT)
@@ -260,8 +256,8 @@ def _grad_range(X, y, order, start, stop, theta, h, dims, act, out, work, yb, he
     for b in range(start, stop, BLOCK):
         m = min(BLOCK, stop - b)
         _forward_block(X, y, order, b, m, theta, h, dims, act, out, work, yb, held)
-        output_delta(P, yb, m, out, D3, dims)
-        hidden_delta(D3, m, W2, A1, act, D2, dims)
+        output_delta(P, yb, m, out, D3)
+        hidden_delta(D3, m, W2, A1, act, D2)
         accumulate(XB, A1, D3, D2, m, G)
 
 
@@ -307,7 +303,6 @@ def train(X, y, order, theta, hidden, dims, passes, batch, lr, reg, mean, act, o
     n = X.shape[0]
     d, h = X.shape[1], hidden
     k = _classes(theta, d, h)
-    din, kout = dims  # a parallel region takes arrays, not tuples: rebuilt inside
     works, ybs, held = _work(nslots, d, h, k, X.dtype)
     partials = np.empty((_n_tiles(min(batch, n)), theta.size))
     G = np.empty(theta.size)
@@ -321,7 +316,7 @@ def train(X, y, order, theta, hidden, dims, passes, batch, lr, reg, mean, act, o
                 for t in range(s, ntiles, nslots):
                     partials[t, :] = 0.0
                     _grad_range(X, y, order_e, b + t * TILE, min(b + (t + 1) * TILE, stop), theta,
-                                h, (din, kout), act, out, works[s], ybs[s], held[s], partials[t])
+                                h, dims, act, out, works[s], ybs[s], held[s], partials[t])
             G[:] = partials[0]
             for t in range(1, ntiles):
                 G += partials[t]
@@ -337,13 +332,12 @@ def loss(X, y, theta, hidden, dims, reg, act, out, nslots):
     n = X.shape[0]
     d, h = X.shape[1], hidden
     k = _classes(theta, d, h)
-    din, kout = dims  # a parallel region takes arrays, not tuples: rebuilt inside
     works, ybs, held = _work(nslots, d, h, k, X.dtype)
     ntiles = _n_tiles(n)
     partials = np.zeros(ntiles)
     for s in prange(nslots):
         for t in range(s, ntiles, nslots):
-            partials[t] = _loss_range(X, y, t * TILE, min((t + 1) * TILE, n), theta, h, (din, kout), act, out,
+            partials[t] = _loss_range(X, y, t * TILE, min((t + 1) * TILE, n), theta, h, dims, act, out,
                                       works[s], ybs[s], held[s])
     W1, b1, W2, b2 = split(theta, d, h, k)
     penalty = 0.0
@@ -351,7 +345,7 @@ def loss(X, y, theta, hidden, dims, reg, act, out, nslots):
         penalty += w * w
     for w in W2.ravel():
         penalty += w * w
-    return (partials.sum() + reg / 2 * penalty) / n
+    return (partials.sum() + (reg / 2 * penalty if reg > 0 else 0.0)) / n  # no 0 * inf when reg = 0
 
 
 def forward(X, theta, hidden, dims, act, out, nslots, P):
@@ -359,7 +353,6 @@ def forward(X, theta, hidden, dims, act, out, nslots, P):
     n = X.shape[0]
     d, h = X.shape[1], hidden
     k = _classes(theta, d, h)
-    din, kout = dims  # a parallel region takes arrays, not tuples: rebuilt inside
     works, ybs, held = _work(nslots, d, h, k, X.dtype)
     no_labels = np.zeros(n, np.int64)
     empty = np.empty(0, np.int64)
@@ -368,7 +361,7 @@ def forward(X, theta, hidden, dims, act, out, nslots, P):
         for t in range(s, ntiles, nslots):
             for b in range(t * TILE, min((t + 1) * TILE, n), BLOCK):
                 m = min(BLOCK, n - b)
-                _forward_block(X, no_labels, empty, b, m, theta, h, (din, kout), act, out, works[s], ybs[s],
+                _forward_block(X, no_labels, empty, b, m, theta, h, dims, act, out, works[s], ybs[s],
                                held[s])
                 Pb = _rows(works[s], d, h, k)[3]
                 for j in range(m):

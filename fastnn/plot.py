@@ -1,0 +1,172 @@
+"""Figures: decision boundaries, the tutorial's hidden-size grid, loss curves, accuracy against hidden size.
+
+matplotlib is an optional extra (``pip install fastnn[plot]``), imported on the first plot. Every
+function returns the matplotlib Figure; ``fig.savefig("name.png")`` writes it.
+"""
+
+import os
+import sys
+
+import numpy as np
+
+CMAP = "Spectral"  # the tutorial's colour map; class c of K gets CMAP(c / (K - 1))
+
+
+def _pyplot():
+    """matplotlib.pyplot, on the Agg backend when there is no display to show figures on."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError("fastnn.plot needs matplotlib: pip install fastnn[plot]") from None
+    headless = sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or
+                                                          os.environ.get("WAYLAND_DISPLAY"))
+    if headless and "matplotlib.pyplot" not in sys.modules and "MPLBACKEND" not in os.environ:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def grid(X, step=None, margin=0.5):
+    """(xx, yy): a mesh over the first two columns of X, ``margin`` beyond the data, spaced ``step``
+    (default: 1/400 of the wider side, about the tutorial's 0.01 on its data)."""
+    X = np.asarray(X, dtype=float)
+    lo, hi = X[:, :2].min(axis=0) - margin, X[:, :2].max(axis=0) + margin
+    if step is None:
+        step = float((hi - lo).max()) / 400
+    return np.meshgrid(np.arange(lo[0], hi[0], step), np.arange(lo[1], hi[1], step))
+
+
+def class_colors(n_classes):
+    """The RGBA colour of each class, as the scatter and the filled regions draw it."""
+    plt = _pyplot()
+    return plt.get_cmap(CMAP)(np.linspace(0, 1, n_classes))
+
+
+def _two_features(X, what):
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[1] != 2:
+        raise ValueError(f"{what} draws 2-D data: X must have 2 features; got shape {X.shape}")
+    return X
+
+
+def decision_boundary(model, X, y, ax=None, step=None, title=None):
+    """The classes ``model`` predicts over the plane (filled regions) and the points (X, y) on top.
+
+    Parameters
+    ----------
+    model : fastnn.Model
+        Trained on 2 features.
+    X : array (n, 2)
+    y : array (n,)
+        Class labels 0..K-1, coloured as the regions.
+    ax : matplotlib Axes, optional
+        Where to draw (default: a new figure).
+    step : float, optional
+        Spacing of the prediction grid (default: 1/400 of the data's wider side).
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _pyplot()
+    X = _two_features(X, "decision_boundary")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4.5))
+    k = model.n_classes
+    xx, yy = grid(X, step)
+    Z = model.predict(np.c_[xx.ravel(), yy.ravel()]).reshape(xx.shape)
+    # One level per class and the same norm for regions and points, so a class has one colour in both.
+    ax.contourf(xx, yy, Z, levels=np.arange(k + 1) - 0.5, cmap=CMAP, vmin=0, vmax=k - 1, alpha=0.45)
+    ax.scatter(X[:, 0], X[:, 1], c=np.asarray(y), cmap=CMAP, vmin=0, vmax=k - 1, s=20, edgecolors="k",
+               linewidths=0.4)
+    if title is not None:
+        ax.set_title(title)
+    return ax.figure
+
+
+def _label(row, varying):
+    return "".join(f", {name}={row[name]:g}" for name in ("reg", "seed") if name in varying)
+
+
+def _varying(result):
+    return {name for name in ("reg", "seed") if len({row[name] for row in result.rows}) > 1}
+
+
+def sweep_grid(result, X, y, ncols=2):
+    """The tutorial's figure: one decision-boundary panel per run, titled "Hidden Layer size N".
+
+    Parameters
+    ----------
+    result : SweepResult
+        From ``fastnn.sweep`` on 2 features; panels follow its rows (grid order).
+    X, y : arrays (n, 2), (n,)
+        The points to draw on every panel (usually the sweep's data).
+    ncols : int
+        Panels per row (the tutorial's figure has 2).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _pyplot()
+    X = _two_features(X, "sweep_grid")
+    n = len(result.rows)
+    if n == 0:
+        raise ValueError("the sweep has no rows to draw")
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.5 * ncols, 4.2 * nrows), squeeze=False)
+    varying = _varying(result)
+    for ax, row in zip(axes.flat, result.rows):
+        decision_boundary(row["model"], X, y, ax=ax, title=f"Hidden Layer size {row['hidden']}" + _label(row, varying))
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def loss_curves(result, ax=None):
+    """The training loss of every run against passes (log scale), one line per run."""
+    plt = _pyplot()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4.5))
+    varying = _varying(result)
+    for row in result.rows:
+        history = row["model"].loss_history
+        ax.plot(history[:, 0], history[:, 1], label=f"H={row['hidden']}" + _label(row, varying))
+    ax.set_yscale("log")
+    ax.set_xlabel("passes")
+    ax.set_ylabel("training loss")
+    ax.set_title("Training loss")
+    ax.legend(fontsize="small", ncol=2)
+    return ax.figure
+
+
+def accuracy_vs_hidden(result, ax=None):
+    """Train and test accuracy against hidden size (mean over seeds, one pair of lines per reg).
+
+    Training accuracy keeps rising with the hidden size while test accuracy stalls or falls: the
+    overfitting the tutorial describes.
+    """
+    plt = _pyplot()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4.5))
+    regs = list(dict.fromkeys(row["reg"] for row in result.rows))
+    splits = ("train", "test") if result.tested else ("train",)
+    for reg in regs:
+        rows = [row for row in result.rows if row["reg"] == reg]
+        hidden = sorted({row["hidden"] for row in rows})
+        for split, style in zip(splits, ("o-", "s--")):
+            acc = [np.mean([r[f"{split}_accuracy"] for r in rows if r["hidden"] == h]) for h in hidden]
+            ax.plot(hidden, acc, style, label=split + (f" (reg={reg:g})" if len(regs) > 1 else ""))
+    ax.set_xscale("log")
+    ax.set_xticks(sorted({row["hidden"] for row in result.rows}))
+    ax.set_xticklabels([str(h) for h in sorted({row["hidden"] for row in result.rows})])
+    ax.minorticks_off()
+    ax.set_xlabel("hidden layer size")
+    ax.set_ylabel("accuracy")
+    ax.set_title("Accuracy against hidden layer size")
+    ax.legend()
+    return ax.figure
