@@ -267,11 +267,10 @@ def measure(impl, workload, data_file, repeat, budget, scale):
     """Time `impl` on `workload` in this process and return the row as a dict.
 
     A short call first (`first_ms`: compilation, caches), then up to `repeat` timed runs of
-    passes / `scale` passes, fewer once `budget` seconds are spent; `ms` is the median time of a run,
-    scaled to the workload's passes. For `large`, `ms` is a pass: (median of the P-pass runs - median of
-    1-pass runs made alongside) / (P - 1), so that fixed costs (fastnn's loss at the start and end of
-    train(), validation) cancel.
-    `peak_mb`: peak RSS growth over the timed runs.
+    passes / `scale` passes (fewer where one more would take the row past `budget` seconds); `ms` is the
+    median run, scaled to the workload's passes. For `large`, `ms` is a pass: (median of the P-pass runs
+    - median of 1-pass runs made alongside) / (P - 1), so that fixed costs (fastnn's loss at the start
+    and end of train(), validation) cancel. `peak_mb`: peak RSS growth over the timed runs.
     """
     w = WORKLOADS[workload]
     per_pass = workload.startswith("large")
@@ -283,12 +282,14 @@ def measure(impl, workload, data_file, repeat, budget, scale):
     first, _ = _timed(fit, data, w["hidden"], w["first"], w["reduction"])
     _reset_peak()
     base = _status("VmRSS")
-    times, singles = [], []
-    while len(times) < repeat and sum(times) + sum(singles) < budget:
+    times, singles, spent, last = [], [], 0.0, 0.0
+    while len(times) < repeat and spent + last <= budget:  # stop before a run that would overrun
         t, params = _timed(fit, data, w["hidden"], passes, w["reduction"])
         times.append(t)
         if per_pass:
             singles.append(_timed(fit, data, w["hidden"], 1, w["reduction"])[0])
+        last = t + (singles[-1] if per_pass else 0.0)
+        spent += last
     peak = max(0, _status("VmHWM") - base)  # RSS can shrink below the base: no growth
     checks = np.array([loss_and_accuracy(p, X, y) for p in params])
     if per_pass:

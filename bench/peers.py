@@ -1,13 +1,13 @@
 """fastnn against the code a user would otherwise run: one table, measured side by side in one run.
 
-    python bench/peers.py [--workloads seed,sweep,large,large32] [--repeat R] [--large-n N]
+    python bench/peers.py [--workloads seed,sweep,large,large32] [--repeat R] [--large-n N] [--wait-quiet S]
 
 Rows: fastnn (Numba, the baseline of the ratios), fastnn's NumPy reference backend, the tutorial's own
 NumPy code, and where installed (``pip install -e ".[peers]"``) JAX with the loop in jit(fori_loop),
 PyTorch eager (manual gradients, autograd) and scikit-learn's MLPClassifier. Every row runs in a fresh
 process, one after another, so no library's threads or caches touch another's timing. The
 implementations live in bench/_peers_impl.py; the compute limit of the `large` footers in
-bench/limits.py.
+bench/limits.py. Linux only: memory and CPU use are read from /proc.
 """
 import argparse
 import importlib.metadata
@@ -30,6 +30,7 @@ CHILD = os.path.join(HERE, "_peers_impl.py")
 
 
 def _version(dist):
+    """The installed version of a distribution, without importing it (torch and jax take seconds)."""
     try:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
@@ -47,7 +48,7 @@ def environment():
         f"{time.strftime('%Y-%m-%d %H:%M')}  {model}, {len(os.sched_getaffinity(0))} CPUs usable"
         f" (os.cpu_count {os.cpu_count()}), Python {platform.python_version()}",
         f"numpy {np.__version__}, numba {numba.__version__} ({numba.config.NUMBA_NUM_THREADS} threads), "
-        f"torch {_version('torch')} (set to 2 threads), jax {_version('jax')}, "
+        f"torch {_version('torch')} (run on 2 threads), jax {_version('jax')}, "
         f"scikit-learn {_version('scikit-learn')}",
         "  ".join(f"{k}={os.environ.get(k, '(unset)')}" for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
                                                                    "OPENBLAS_NUM_THREADS", "NUMBA_CACHE_DIR")),
@@ -58,8 +59,8 @@ def legend(args):
     """What each column means and how it was measured."""
     large = WORKLOADS["large"]
     return [
-        f"time: median of up to {args.repeat} runs (a row stops repeating after {args.budget:g} s); the whole "
-        f"run for seed and sweep, a pass for large ((a {large['passes']}-pass run - a 1-pass run) / "
+        f"time: median of up to {args.repeat} runs (none that would take a row past {args.budget:g} s); the "
+        f"whole run for seed and sweep, a pass for large ((a {large['passes']}-pass run - a 1-pass run) / "
         f"{large['passes'] - 1}, medians of each, so fixed costs cancel); x fastnn = time / fastnn's time",
         f"1st call: the untimed call before ({WORKLOADS['seed']['first']} passes; large: {large['first']}): "
         "Numba compile or disk-cache load, JAX trace and XLA compile (once per hidden size)",
@@ -142,6 +143,7 @@ COLUMNS = f"{'workload':<8} {'implementation':<21} {'time ms':>10} {'x fastnn':>
 
 
 def _row(workload, impl, r, base):
+    """One line of the table; `base` is fastnn's time, None when fastnn failed."""
     if isinstance(r, str):
         return f"{workload:<8} {impl:<21} {r}"
     mark = "*" if r["passes"] < WORKLOADS[workload]["passes"] else " "
@@ -151,6 +153,7 @@ def _row(workload, impl, r, base):
 
 
 def _limit_footer(dtype, n, fastnn_ms, timeout):
+    """The compute limit of a `large` pass, measured in a fresh process, and fastnn's distance to it."""
     lim = _child(["limit", dtype, n], timeout)
     if isinstance(lim, str):
         return f"  compute limit ({dtype}): {lim}"
@@ -170,7 +173,8 @@ def main():
                         help="comma-separated, from " + ",".join(WORKLOADS))
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per row; the median is shown")
     parser.add_argument("--budget", type=float, default=10.0,
-                        help="seconds of timed runs after which a row stops repeating (at least one run)")
+                        help="seconds of timed runs a row may take: no further run once one more would "
+                             "overrun (at least one)")
     parser.add_argument("--sweep-scale", type=int, default=10,
                         help="eager rows of `sweep` run 1/S of the passes, time scaled by S (1: all passes)")
     parser.add_argument("--large-n", type=int, default=1_000_000, help="samples of the large workloads")
@@ -194,8 +198,10 @@ def main():
         for workload in workloads:
             base = None
             for impl, (module, _) in IMPLS.items():
-                r = _measure(impl, workload, files[workload], args) if importlib.util.find_spec(module) \
-                    else "not installed"
+                if importlib.util.find_spec(module) is None:
+                    r = "not installed"
+                else:
+                    r = _measure(impl, workload, files[workload], args)
                 if impl == "fastnn" and not isinstance(r, str):
                     base = r["ms"]
                 print(_row(workload, impl, r, base), flush=True)
@@ -206,9 +212,10 @@ def main():
         print(f"* ran {WORKLOADS['sweep']['passes'] // args.sweep_scale} of {WORKLOADS['sweep']['passes']} passes "
               f"per model, time x {args.sweep_scale} (an eager pass costs the same every time; the loss is after "
               "the shorter run); --sweep-scale 1 runs them all")
-    if "seed" in workloads:
-        print("seed ends on a period-2 orbit: losses 0.07076 and 0.07132 are its two phases, both right; "
-              "sklearn draws its own initial weights and uses one logistic output")
+    if "seed" in workloads or "sweep" in workloads:
+        print("seed ends on a period-2 orbit: losses 0.07076 and 0.07132 are its two phases, both right; in the "
+              "sweep, H = 2 and 4 are chaotic (DESIGN.md), so correct rows differ in the mean loss; sklearn "
+              "draws its own initial weights and has one logistic output")
 
 
 if __name__ == "__main__":
