@@ -151,6 +151,15 @@ def test_make_moons_is_the_tutorials_data():
     np.testing.assert_array_equal(labels, y5)
 
 
+@pytest.mark.parametrize("n, noise, seed", [(2, 0.2, 0), (7, 0.0, 3), (1001, 0.5, 11)])
+def test_make_moons_draws_what_scikit_learn_draws(n, noise, seed):
+    # fastnn writes make_moons out (importing scikit-learn costs a second): odd n, no noise, other seeds
+    X, y = sklearn.datasets.make_moons(n, noise=noise, random_state=np.random.RandomState(seed))
+    ours, labels = fastnn.make_moons(n, noise=noise, random_state=seed)
+    np.testing.assert_array_equal(ours, X)
+    np.testing.assert_array_equal(labels, y)
+
+
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
 def test_warm_start_continues_exactly(moons, backend):
     """init=: 300 passes, then 700 more, is the run of 1000, bit for bit (full batch: no shuffles)."""
