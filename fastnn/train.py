@@ -174,7 +174,7 @@ def train(X, y, hidden=3, *, passes=20000, lr=0.01, reg=0.01, seed=0, activation
     else:
         theta, offset, history = init_params(d, hidden, k, seed, dtype), 0, []
 
-    run, loss, _, slots, lock = engine(backend, batch, n_threads)
+    run, _, _, slots, lock = engine(backend, batch, n_threads)
     _, full_loss, _, loss_slots, loss_lock = engine(backend, n, n_threads)
     shuffled = batch_size is not None and shuffle
     no_order = np.empty((0, 0), np.int64)

@@ -13,7 +13,7 @@ JIT = dict(cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
 MATH_JIT = dict(JIT, fastmath={"nsz", "contract"})
 
 # Samples per block: the inner loops run over the samples of a block, so they vectorise for any hidden
-# size, and a block's buffers ((d + 2h + 2k + 2) rows of BLOCK values) stay in L1/L2.
+# size, and a block's buffers ((d + 2h + 3k + 2) rows of BLOCK values) stay in L1/L2.
 BLOCK = 256
 
 # Up to this many inputs the loop over inputs is compiled with a constant trip count, once per number of

@@ -4,7 +4,8 @@ Layout. The parameters live in one flat vector ``theta = [W1 (d, h), b1 (h), W2 
 (row-major), so that an update, a gradient partial and a reduction are each one loop. A block of at most
 BLOCK samples is transposed into ``work`` (rows x BLOCK): the inner loops then run over the samples of
 the block, which vectorises for any hidden size, and no (n, h) array ever exists. ``work`` rows hold, in
-order: XB (d), A1 (h), Z2 (k), P (k; becomes the output delta), D2 (h), S (2: softmax max and sum).
+order: XB (d), A1 (h), Z2, P, D3 (k each: logits, outputs, output delta), D2 (h), S (2: softmax max and
+sum).
 
 ``dims = kernels.dims(d)``: an empty array whose number of dimensions is d (for d <= UNROLL). Numba types
 an array by its ndim, so each such d is compiled with a constant trip count: the loop over inputs unrolls
