@@ -90,6 +90,12 @@ def accumulate(XB, A1, D3, D2, m, G):
     gb2 += D3[:, :m].sum(axis=1)
 
 
+def backward(XB, A1, D3, m, W2, act, D2, G, dims):
+    """hidden_delta, then accumulate."""
+    hidden_delta(D3, m, W2, A1, act, D2)
+    accumulate(XB, A1, D3, D2, m, G)
+
+
 def update(theta, G, d, h, k, lr, reg, scale):
     """theta -= lr * (G + reg * W) * scale, the L2 term on the weights only."""
     g = G.copy()
@@ -132,9 +138,8 @@ def train(X, y, order, theta, hidden, dims, passes, batch, lr, reg, mean, act, o
                 m = min(batch, n - b)
                 XB, A1, Z2, P, D2, S, yb = _forward(X, y, order_e, b, m, theta, h, dims, act, out)
                 output_delta(P, yb, m, out, P)
-                hidden_delta(P, m, split(theta, d, h, k)[2], A1, act, D2)
                 G = np.zeros(theta.size)
-                accumulate(XB, A1, P, D2, m, G)
+                backward(XB, A1, P, m, split(theta, d, h, k)[2], act, D2, G, dims)
                 update(theta, G, d, h, k, lr, reg, 1.0 / m if mean else 1.0)
                 if not np.isfinite(theta).all():
                     return e

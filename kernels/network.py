@@ -12,7 +12,14 @@ an array by its ndim, so each such d is compiled with a constant trip count: the
 inside the loop over the samples of a block, which then vectorises, and a hidden unit's pre-activations
 take one pass over the block instead of d + 1 (about 1.7x on the tutorial's run). Wider inputs share one
 compilation that reads d at run time. (An array, not a tuple's length: a parallel region accepts arrays
-and scalars only.) The loops over classes run outside the loops over samples and need no such help.
+and scalars only.) The loops over classes run outside the loops over samples, except for k = 2, the case
+to make fastest, which has fused loops of its own (both logits in one pass; the backward pass of a hidden
+unit, with its d + 3 gradient sums, in one pass).
+
+What a pass costs besides arithmetic. For the tutorial's n = 200 a pass is about a microsecond of
+arithmetic, so fixed costs matter: views (split, _rows) are made once per call, not per block, G is indexed
+flat, a batch of one tile runs without entering a parallel region, and the block helpers are inlined by
+Numba (inline="always") so that no arrays are passed through calls in the per-pass loop.
 
 Codes: act 0 tanh, 1 sigmoid, 2 relu; out 0 softmax + cross-entropy, 1 sigmoid + squared error.
 """
@@ -20,7 +27,7 @@ Codes: act 0 tanh, 1 sigmoid, 2 relu; out 0 softmax + cross-entropy, 1 sigmoid +
 import numpy as np
 from numba import njit, prange
 
-from .config import BLOCK, JIT, TILE, UNROLL, variant
+from .config import BLOCK, BLOCK_BYTES, JIT, TILE, UNROLL, variant
 from .elementwise import exp, sigmoid, tanh
 
 
@@ -66,32 +73,44 @@ def hidden_forward(XB, m, W1, b1, W2, b2, act, A1, Z2, dims):
         for j in range(m):
             Z2[v, j] = b2[v]
     for u in range(h):
-        if d <= UNROLL:
-            for j in range(m):
-                z = b1[u]
-                for c in range(d):
-                    z += W1[c, u] * XB[c, j]
-                A1[u, j] = z
-        else:  # too many inputs to unroll: one pass over the block per input
+        if d > UNROLL:  # too many inputs to unroll: the pre-activations first, one pass per input
             for j in range(m):
                 A1[u, j] = b1[u]
             for c in range(d):
                 for j in range(m):
                     A1[u, j] += W1[c, u] * XB[c, j]
-        # The activation in a loop of its own: a branch inside the fused loop would not vectorise.
+        # One loop per activation: a branch on act inside the loop would stop it from vectorising.
         if act == 0:
             for j in range(m):
-                A1[u, j] = tanh(A1[u, j])
+                A1[u, j] = tanh(_pre(XB, W1, b1, A1, u, j, d))
         elif act == 1:
             for j in range(m):
-                A1[u, j] = sigmoid(A1[u, j])
+                A1[u, j] = sigmoid(_pre(XB, W1, b1, A1, u, j, d))
         else:
             for j in range(m):
-                A1[u, j] = max(A1[u, j], zero)
-        for v in range(k):
-            w = W2[u, v]
+                A1[u, j] = max(_pre(XB, W1, b1, A1, u, j, d), zero)
+        if k == 2:  # both logits in one pass over the row
+            w0, w1 = W2[u, 0], W2[u, 1]
             for j in range(m):
-                Z2[v, j] += w * A1[u, j]
+                a = A1[u, j]
+                Z2[0, j] += w0 * a
+                Z2[1, j] += w1 * a
+        else:
+            for v in range(k):
+                w = W2[u, v]
+                for j in range(m):
+                    Z2[v, j] += w * A1[u, j]
+
+
+@njit(**JIT)
+def _pre(XB, W1, b1, A1, u, j, d):
+    """Unit u's pre-activation at sample j: computed here for d <= UNROLL, else already in A1."""
+    if d > UNROLL:
+        return A1[u, j]
+    z = b1[u]
+    for c in range(d):
+        z += W1[c, u] * XB[c, j]
+    return z
 
 
 @njit(**JIT)
@@ -180,30 +199,91 @@ def accumulate(XB, A1, D3, D2, m, G):
     """G += this block's gradient sums: [XB D2^T, sum D2, A1 D3^T, sum D3] (flat, theta's layout).
 
     Each sum over the block runs in the data's dtype, then is added into the float64 G: a float32 run then
-    rounds once per block of BLOCK samples instead of once per sample.
+    rounds once per block of BLOCK samples instead of once per sample. G is indexed flat (offsets of
+    split()): views made per block would cost more than a small block's arithmetic.
     """
     d, h, k = XB.shape[0], A1.shape[0], D3.shape[0]
-    gW1, gb1, gW2, gb2 = split(G, d, h, k)
+    zero = XB.dtype.type(0)
     for u in range(h):
-        s = XB.dtype.type(0)
+        s = zero
         for j in range(m):
             s += D2[u, j]
-        gb1[u] += s
+        G[d * h + u] += s
         for c in range(d):
-            s = XB.dtype.type(0)
+            s = zero
             for j in range(m):
                 s += XB[c, j] * D2[u, j]
-            gW1[c, u] += s
+            G[c * h + u] += s
         for v in range(k):
-            s = XB.dtype.type(0)
+            s = zero
             for j in range(m):
                 s += A1[u, j] * D3[v, j]
-            gW2[u, v] += s
-    for v in range(k):
-        s = XB.dtype.type(0)
+            G[d * h + h + u * k + v] += s
+    _accumulate_b2(D3, m, G, d * h + h + h * k)
+
+
+@njit(**JIT)
+def _accumulate_b2(D3, m, G, at):
+    """G[at + v] += sum_j D3[v, j]."""
+    for v in range(D3.shape[0]):
+        s = D3.dtype.type(0)
         for j in range(m):
             s += D3[v, j]
-        gb2[v] += s
+        G[at + v] += s
+
+
+@njit(**JIT)
+def _delta(back, a, act, one, zero):
+    """back * f'(z), f' in terms of a = f(z); cheap enough for LLVM to if-convert inside a vector loop."""
+    if act == 0:
+        return back * (one - a * a)
+    if act == 1:
+        return back * (a * (one - a))
+    return back if a > zero else zero
+
+
+@njit(**JIT)
+def backward(XB, A1, D3, m, W2, act, D2, G, dims):
+    """hidden_delta, then accumulate: D2 = (W2 D3) * f'(A1), G += [XB D2^T, sum D2, A1 D3^T, sum D3].
+
+    For k = 2 and d <= UNROLL in one pass over the block per hidden unit, its d + 3 sums in registers:
+    separate passes would load two rows for every multiply-add.  XB (d, B), A1, D2 (h, B), D3 (k, B).
+    """
+    d = dims.ndim if dims.ndim <= UNROLL else XB.shape[0]
+    h, k = W2.shape
+    if k != 2 or d > UNROLL:
+        hidden_delta(D3, m, W2, A1, act, D2)
+        accumulate(XB, A1, D3, D2, m, G)
+        return
+    one, zero = XB.dtype.type(1), XB.dtype.type(0)
+    for u in range(h):
+        w0, w1 = W2[u, 0], W2[u, 1]
+        sb = s0 = s1 = s2 = s3 = t0 = t1 = zero
+        for j in range(m):
+            a, e0, e1 = A1[u, j], D3[0, j], D3[1, j]
+            g = _delta(w0 * e0 + w1 * e1, a, act, one, zero)
+            D2[u, j] = g
+            sb += g
+            s0 += XB[0, j] * g
+            if d > 1:  # d is a compile-time constant here: the unused sums vanish
+                s1 += XB[1, j] * g
+            if d > 2:
+                s2 += XB[2, j] * g
+            if d > 3:
+                s3 += XB[3, j] * g
+            t0 += a * e0
+            t1 += a * e1
+        G[d * h + u] += sb  # G flat, as in accumulate
+        G[u] += s0
+        if d > 1:
+            G[h + u] += s1
+        if d > 2:
+            G[2 * h + u] += s2
+        if d > 3:
+            G[3 * h + u] += s3
+        G[d * h + h + 2 * u] += t0
+        G[d * h + h + 2 * u + 1] += t1
+    _accumulate_b2(D3, m, G, d * h + h + h * k)
 
 
 @njit(**JIT)
@@ -236,11 +316,15 @@ def _rows(work, d, h, k):
     return work[:a1], work[a1:z2], work[z2:p], work[p:d3], work[d3:d2], work[d2:s], work[s:]
 
 
-@njit(**JIT)
-def _forward_block(X, y, order, start, m, theta, h, dims, act, out, work, yb, held):
-    d, k = X.shape[1], _classes(theta, X.shape[1], h)
-    W1, b1, W2, b2 = split(theta, d, h, k)
-    XB, A1, Z2, P, D3, D2, S = _rows(work, d, h, k)
+@njit(**JIT, inline="always")
+def _forward_block(X, y, order, start, m, params, dims, act, out, rows, yb, held):
+    """Load a block (unless it is the one held) and run the forward stages on it.
+
+    params: the views (W1, b1, W2, b2) of theta; rows: _rows of a work slot. Both are made once per call or
+    pass, not per block: making a view costs about as much as a small block's arithmetic.
+    """
+    W1, b1, W2, b2 = params
+    XB, A1, Z2, P, D3, D2, S = rows
     if order.size > 0 or held[0] != start:
         load_block(X, y, order, start, m, XB, yb)
         held[0] = start if order.size == 0 else -1
@@ -248,30 +332,31 @@ def _forward_block(X, y, order, start, m, theta, h, dims, act, out, work, yb, he
     output_forward(Z2, m, out, P, S)
 
 
-@njit(**JIT)
-def _grad_range(X, y, order, start, stop, theta, h, dims, act, out, work, yb, held, G):
-    """G += the gradient sums of the samples start..stop-1 (of order, if it is not empty), block by block."""
-    d, k = X.shape[1], _classes(theta, X.shape[1], h)
-    W2 = split(theta, d, h, k)[2]
-    XB, A1, Z2, P, D3, D2, S = _rows(work, d, h, k)
-    for b in range(start, stop, BLOCK):
-        m = min(BLOCK, stop - b)
-        _forward_block(X, y, order, b, m, theta, h, dims, act, out, work, yb, held)
+@njit(**JIT, inline="always")
+def _grad_range(X, y, order, start, stop, params, dims, act, out, rows, yb, held, G):
+    """G = the gradient sums of the samples start..stop-1 (of order, if it is not empty), block by block."""
+    XB, A1, Z2, P, D3, D2, S = rows
+    for i in range(G.size):
+        G[i] = 0.0
+    size = _block_size(A1, stop - start)
+    for b in range(start, stop, size):
+        m = min(size, stop - b)
+        _forward_block(X, y, order, b, m, params, dims, act, out, rows, yb, held)
         output_delta(P, yb, m, out, D3)
-        hidden_delta(D3, m, W2, A1, act, D2)
-        accumulate(XB, A1, D3, D2, m, G)
+        backward(XB, A1, D3, m, params[2], act, D2, G, dims)
 
 
 @njit(**JIT)
-def _loss_range(X, y, start, stop, theta, h, dims, act, out, work, yb, held):
+def _loss_range(X, y, start, stop, params, dims, act, out, rows, yb, held):
     """Sum of the per-sample data losses of samples start..stop-1 (no L2 term)."""
-    d, k = X.shape[1], _classes(theta, X.shape[1], h)
-    XB, A1, Z2, P, D3, D2, S = _rows(work, d, h, k)
+    XB, A1, Z2, P, D3, D2, S = rows
+    k = P.shape[0]
     empty = np.empty(0, np.int64)
     total = 0.0
-    for b in range(start, stop, BLOCK):
-        m = min(BLOCK, stop - b)
-        _forward_block(X, y, empty, b, m, theta, h, dims, act, out, work, yb, held)
+    size = _block_size(A1, stop - start)
+    for b in range(start, stop, size):
+        m = min(size, stop - b)
+        _forward_block(X, y, empty, b, m, params, dims, act, out, rows, yb, held)
         for j in range(m):
             if out == 0:
                 # -log p_y as log-sum-exp: exact, and never log(0) even when p_y underflows.
@@ -281,6 +366,17 @@ def _loss_range(X, y, start, stop, theta, h, dims, act, out, work, yb, held):
                     t = P[v, j] - (1.0 if yb[j] == v else 0.0)
                     total += 0.5 * t * t
     return total
+
+
+@njit(**JIT)
+def _block_size(A1, n):
+    """Samples per block for a range of n samples: BLOCK, halved while the block's hidden activations A1
+    would take more than BLOCK_BYTES, unless all n fit in one block (splitting so few samples costs more
+    than it saves). Depends on n, h and the dtype, never on the thread count."""
+    size = BLOCK
+    while n > BLOCK and size > 64 and A1.shape[0] * size * A1.itemsize > BLOCK_BYTES:
+        size //= 2
+    return size
 
 
 @njit(**JIT)
@@ -306,21 +402,25 @@ def train(X, y, order, theta, hidden, dims, passes, batch, lr, reg, mean, act, o
     k = _classes(theta, d, h)
     works, ybs, held = _work(nslots, d, h, k, X.dtype)
     partials = np.empty((_n_tiles(min(batch, n)), theta.size))
-    G = np.empty(theta.size)
+    params = split(theta, d, h, k)
+    G, rows, yb, hold = partials[0], _rows(works[0], d, h, k), ybs[0], held[0]
     identity = np.empty(0, np.int64)
     for e in range(passes):
         order_e = order[e] if order.shape[0] > 0 else identity
         for b in range(0, n, batch):
             stop = min(b + batch, n)
             ntiles = _n_tiles(stop - b)
-            for s in prange(nslots):
-                for t in range(s, ntiles, nslots):
-                    partials[t, :] = 0.0
-                    _grad_range(X, y, order_e, b + t * TILE, min(b + (t + 1) * TILE, stop), theta,
-                                h, dims, act, out, works[s], ybs[s], held[s], partials[t])
-            G[:] = partials[0]
+            if ntiles == 1:  # a batch of one tile (the small-n case): no parallel region, no new views
+                _grad_range(X, y, order_e, b, stop, params, dims, act, out, rows, yb, hold, G)
+            else:
+                for s in prange(nslots):
+                    rows_s = _rows(works[s], d, h, k)
+                    for t in range(s, ntiles, nslots):
+                        _grad_range(X, y, order_e, b + t * TILE, min(b + (t + 1) * TILE, stop), params, dims,
+                                    act, out, rows_s, ybs[s], held[s], partials[t])
             for t in range(1, ntiles):
-                G += partials[t]
+                for i in range(theta.size):
+                    G[i] += partials[t, i]
             update(theta, G, d, h, k, lr, reg, 1.0 / (stop - b) if mean else 1.0)
             for i in range(theta.size):
                 if not np.isfinite(theta[i]):
@@ -334,13 +434,15 @@ def loss(X, y, theta, hidden, dims, reg, act, out, nslots):
     d, h = X.shape[1], hidden
     k = _classes(theta, d, h)
     works, ybs, held = _work(nslots, d, h, k, X.dtype)
+    params = split(theta, d, h, k)
     ntiles = _n_tiles(n)
     partials = np.zeros(ntiles)
     for s in prange(nslots):
+        rows = _rows(works[s], d, h, k)
         for t in range(s, ntiles, nslots):
-            partials[t] = _loss_range(X, y, t * TILE, min((t + 1) * TILE, n), theta, h, dims, act, out,
-                                      works[s], ybs[s], held[s])
-    W1, b1, W2, b2 = split(theta, d, h, k)
+            partials[t] = _loss_range(X, y, t * TILE, min((t + 1) * TILE, n), params, dims, act, out, rows,
+                                      ybs[s], held[s])
+    W1, b1, W2, b2 = params
     penalty = 0.0
     for w in W1.ravel():
         penalty += w * w
@@ -355,16 +457,17 @@ def forward(X, theta, hidden, dims, act, out, nslots, P):
     d, h = X.shape[1], hidden
     k = _classes(theta, d, h)
     works, ybs, held = _work(nslots, d, h, k, X.dtype)
+    params = split(theta, d, h, k)
     no_labels = np.zeros(n, np.int64)
     empty = np.empty(0, np.int64)
     ntiles = _n_tiles(n)
     for s in prange(nslots):
+        rows = _rows(works[s], d, h, k)
+        Pb, size = rows[3], _block_size(rows[1], n)
         for t in range(s, ntiles, nslots):
-            for b in range(t * TILE, min((t + 1) * TILE, n), BLOCK):
-                m = min(BLOCK, n - b)
-                _forward_block(X, no_labels, empty, b, m, theta, h, dims, act, out, works[s], ybs[s],
-                               held[s])
-                Pb = _rows(works[s], d, h, k)[3]
+            for b in range(t * TILE, min((t + 1) * TILE, n), size):
+                m = min(size, n - b)
+                _forward_block(X, no_labels, empty, b, m, params, dims, act, out, rows, ybs[s], held[s])
                 for j in range(m):
                     for v in range(k):
                         P[b + j, v] = Pb[v, j]

@@ -176,6 +176,21 @@ def test_accumulate(rng, d, h, k, m, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("act", ACTIVATIONS.values(), ids=ACTIVATIONS)
+@pytest.mark.parametrize("m", COLUMNS, ids=ids("m"))
+@pytest.mark.parametrize("k", CLASSES, ids=ids("k"))
+@pytest.mark.parametrize("h", HIDDEN, ids=ids("h"))
+@pytest.mark.parametrize("d", INPUTS, ids=ids("d"))
+def test_backward(rng, d, h, k, m, act, dtype):
+    """hidden_delta and accumulate in one: fused per hidden unit for k = 2 and d <= UNROLL (d 1 and 2 here),
+    the two stages in turn otherwise (k = 3, d = 5); G starts non-zero."""
+    named = dict(block(rng, d, h, k, dtype, act), m=m)
+    kernel, ref = run_both("backward", named, ["D2"])
+    compare(kernel, ref, ["D2", "G"], dtype)
+    assert not np.allclose(kernel["G"], named["G"])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("lr, reg, scale", [(0.01, 0.01, 1.0), (0.5, 0.0, 1 / 7), (2.0, 0.3, 1 / BLOCK)])
 @pytest.mark.parametrize("d, h, k", [(1, 1, 2), (2, 3, 2), (5, 50, 3)], ids=["d1h1k2", "d2h3k2", "d5h50k3"])
 def test_update(rng, d, h, k, lr, reg, scale, dtype):
