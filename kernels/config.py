@@ -28,11 +28,14 @@ UNROLL = 4
 TILE = 32 * BLOCK
 
 
-def variant(func, suffix, **options):
-    """Compile ``func`` again under another name, so that its on-disk cache entry is its own."""
+def variant(func, suffix, calls=None, **options):
+    """Compile ``func`` again under another name, so that its on-disk cache entry is its own.
+
+    calls: {global name: replacement} for the clone, e.g. the parallel variant of a helper it calls.
+    """
     import types
 
-    clone = types.FunctionType(func.__code__, func.__globals__, func.__name__ + suffix,
+    clone = types.FunctionType(func.__code__, dict(func.__globals__, **(calls or {})), func.__name__ + suffix,
                                func.__defaults__, func.__closure__)
     clone.__qualname__ = func.__qualname__ + suffix
     clone.__doc__ = func.__doc__

@@ -234,7 +234,7 @@ def _accumulate_b2(D3, m, G, at):
 
 @njit(**JIT)
 def _delta(back, a, act, one, zero):
-    """back * f'(z), f' in terms of a = f(z); cheap enough for LLVM to if-convert inside a vector loop."""
+    """back * f'(z), f' in terms of a = f(z)."""
     if act == 0:
         return back * (one - a * a)
     if act == 1:
@@ -255,35 +255,48 @@ def backward(XB, A1, D3, m, W2, act, D2, G, dims):
         hidden_delta(D3, m, W2, A1, act, D2)
         accumulate(XB, A1, D3, D2, m, G)
         return
-    one, zero = XB.dtype.type(1), XB.dtype.type(0)
     for u in range(h):
-        w0, w1 = W2[u, 0], W2[u, 1]
-        sb = s0 = s1 = s2 = s3 = t0 = t1 = zero
-        for j in range(m):
-            a, e0, e1 = A1[u, j], D3[0, j], D3[1, j]
-            g = _delta(w0 * e0 + w1 * e1, a, act, one, zero)
-            D2[u, j] = g
-            sb += g
-            s0 += XB[0, j] * g
-            if d > 1:  # d is a compile-time constant here: the unused sums vanish
-                s1 += XB[1, j] * g
-            if d > 2:
-                s2 += XB[2, j] * g
-            if d > 3:
-                s3 += XB[3, j] * g
-            t0 += a * e0
-            t1 += a * e1
-        G[d * h + u] += sb  # G flat, as in accumulate
-        G[u] += s0
-        if d > 1:
-            G[h + u] += s1
-        if d > 2:
-            G[2 * h + u] += s2
-        if d > 3:
-            G[3 * h + u] += s3
-        G[d * h + h + 2 * u] += t0
-        G[d * h + h + 2 * u + 1] += t1
+        # act as a constant at each call (the helper is inlined): one loop per activation, no selects
+        if act == 0:
+            _backward_unit(XB, A1, D3, m, W2, 0, D2, G, u, d)
+        elif act == 1:
+            _backward_unit(XB, A1, D3, m, W2, 1, D2, G, u, d)
+        else:
+            _backward_unit(XB, A1, D3, m, W2, 2, D2, G, u, d)
     _accumulate_b2(D3, m, G, d * h + h + h * k)
+
+
+@njit(**JIT, inline="always")
+def _backward_unit(XB, A1, D3, m, W2, act, D2, G, u, d):
+    """backward for hidden unit u, k = 2, d <= UNROLL (a compile-time constant: unused sums vanish)."""
+    h = W2.shape[0]
+    one, zero = XB.dtype.type(1), XB.dtype.type(0)
+    w0, w1 = W2[u, 0], W2[u, 1]
+    sb = s0 = s1 = s2 = s3 = t0 = t1 = zero
+    for j in range(m):
+        a, e0, e1 = A1[u, j], D3[0, j], D3[1, j]
+        g = _delta(w0 * e0 + w1 * e1, a, act, one, zero)
+        D2[u, j] = g
+        sb += g
+        s0 += XB[0, j] * g
+        if d > 1:
+            s1 += XB[1, j] * g
+        if d > 2:
+            s2 += XB[2, j] * g
+        if d > 3:
+            s3 += XB[3, j] * g
+        t0 += a * e0
+        t1 += a * e1
+    G[d * h + u] += sb  # G flat, as in accumulate
+    G[u] += s0
+    if d > 1:
+        G[h + u] += s1
+    if d > 2:
+        G[2 * h + u] += s2
+    if d > 3:
+        G[3 * h + u] += s3
+    G[d * h + h + 2 * u] += t0
+    G[d * h + h + 2 * u + 1] += t1
 
 
 @njit(**JIT)
@@ -299,10 +312,8 @@ def update(theta, G, d, h, k, lr, reg, scale):
 
 @njit(**JIT)
 def _work(nslots, d, h, k, dtype):
-    """Per work slot: the block buffers (rows of BLOCK values), the block's labels, and which block it
-    holds (-1: none), so that a batch of one block is loaded once per call, not once per pass."""
-    return (np.empty((nslots, d + 2 * h + 3 * k + 2, BLOCK), dtype), np.zeros((nslots, BLOCK), np.int64),
-            np.full((nslots, 1), -1, np.int64))
+    """Per work slot: the block buffers (rows of BLOCK values) and the block's labels."""
+    return np.empty((nslots, d + 2 * h + 3 * k + 2, BLOCK), dtype), np.zeros((nslots, BLOCK), np.int64)
 
 
 @njit(**JIT)
@@ -317,37 +328,34 @@ def _rows(work, d, h, k):
 
 
 @njit(**JIT, inline="always")
-def _forward_block(X, y, order, start, m, params, dims, act, out, rows, yb, held):
-    """Load a block (unless it is the one held) and run the forward stages on it.
+def _forward_block(X, y, order, start, m, params, dims, act, out, rows, yb, load):
+    """Load a block (if load: False when the buffers hold it already) and run the forward stages on it.
 
     params: the views (W1, b1, W2, b2) of theta; rows: _rows of a work slot. Both are made once per call or
     pass, not per block: making a view costs about as much as a small block's arithmetic.
     """
     W1, b1, W2, b2 = params
     XB, A1, Z2, P, D3, D2, S = rows
-    if order.size > 0 or held[0] != start:
+    if load:
         load_block(X, y, order, start, m, XB, yb)
-        held[0] = start if order.size == 0 else -1
     hidden_forward(XB, m, W1, b1, W2, b2, act, A1, Z2, dims)
     output_forward(Z2, m, out, P, S)
 
 
 @njit(**JIT, inline="always")
-def _grad_range(X, y, order, start, stop, params, dims, act, out, rows, yb, held, G):
-    """G = the gradient sums of the samples start..stop-1 (of order, if it is not empty), block by block."""
+def _grad_range(X, y, order, start, stop, params, dims, act, out, rows, yb, G):
+    """G += the gradient sums of the samples start..stop-1 (of order, if it is not empty), block by block."""
     XB, A1, Z2, P, D3, D2, S = rows
-    for i in range(G.size):
-        G[i] = 0.0
     size = _block_size(A1, stop - start)
     for b in range(start, stop, size):
         m = min(size, stop - b)
-        _forward_block(X, y, order, b, m, params, dims, act, out, rows, yb, held)
+        _forward_block(X, y, order, b, m, params, dims, act, out, rows, yb, True)
         output_delta(P, yb, m, out, D3)
         backward(XB, A1, D3, m, params[2], act, D2, G, dims)
 
 
 @njit(**JIT)
-def _loss_range(X, y, start, stop, params, dims, act, out, rows, yb, held):
+def _loss_range(X, y, start, stop, params, dims, act, out, rows, yb):
     """Sum of the per-sample data losses of samples start..stop-1 (no L2 term)."""
     XB, A1, Z2, P, D3, D2, S = rows
     k = P.shape[0]
@@ -356,7 +364,7 @@ def _loss_range(X, y, start, stop, params, dims, act, out, rows, yb, held):
     size = _block_size(A1, stop - start)
     for b in range(start, stop, size):
         m = min(size, stop - b)
-        _forward_block(X, y, empty, b, m, params, dims, act, out, rows, yb, held)
+        _forward_block(X, y, empty, b, m, params, dims, act, out, rows, yb, True)
         for j in range(m):
             if out == 0:
                 # -log p_y as log-sum-exp: exact, and never log(0) even when p_y underflows.
@@ -400,32 +408,60 @@ def train(X, y, order, theta, hidden, dims, passes, batch, lr, reg, mean, act, o
     n = X.shape[0]
     d, h = X.shape[1], hidden
     k = _classes(theta, d, h)
-    works, ybs, held = _work(nslots, d, h, k, X.dtype)
-    partials = np.empty((_n_tiles(min(batch, n)), theta.size))
+    works, ybs = _work(nslots, d, h, k, X.dtype)
+    partials = np.zeros((_n_tiles(min(batch, n)), theta.size))
     params = split(theta, d, h, k)
-    G, rows, yb, hold = partials[0], _rows(works[0], d, h, k), ybs[0], held[0]
+    W1, b1, W2, b2 = params
+    G, yb = partials[0], ybs[0]
+    XB, A1, Z2, P, D3, D2, S = _rows(works[0], d, h, k)
+    reload = order.shape[0] > 0 or batch < n  # else the one block stays in the buffers from pass to pass
     identity = np.empty(0, np.int64)
     for e in range(passes):
         order_e = order[e] if order.shape[0] > 0 else identity
         for b in range(0, n, batch):
             stop = min(b + batch, n)
             ntiles = _n_tiles(stop - b)
-            if ntiles == 1:  # a batch of one tile (the small-n case): no parallel region, no new views
-                _grad_range(X, y, order_e, b, stop, params, dims, act, out, rows, yb, hold, G)
+            if stop - b <= BLOCK:
+                # A batch of one block (the small-n case): its stages called right here, with no loop over
+                # blocks, no views made and no parallel region around them. Each of those, and even the
+                # stages reached through an inlined helper, cost 4-12% of the tutorial's run (measured).
+                m = stop - b
+                if reload or e == 0:
+                    load_block(X, y, order_e, b, m, XB, yb)
+                hidden_forward(XB, m, W1, b1, W2, b2, act, A1, Z2, dims)
+                output_forward(Z2, m, out, P, S)
+                output_delta(P, yb, m, out, D3)
+                backward(XB, A1, D3, m, W2, act, D2, G, dims)
             else:
-                for s in prange(nslots):
-                    rows_s = _rows(works[s], d, h, k)
-                    for t in range(s, ntiles, nslots):
-                        _grad_range(X, y, order_e, b + t * TILE, min(b + (t + 1) * TILE, stop), params, dims,
-                                    act, out, rows_s, ybs[s], held[s], partials[t])
+                grad_tiles(X, y, order_e, b, stop, params, dims, act, out, works, ybs, partials, nslots)
             for t in range(1, ntiles):
                 for i in range(theta.size):
                     G[i] += partials[t, i]
             update(theta, G, d, h, k, lr, reg, 1.0 / (stop - b) if mean else 1.0)
+            # Zeroed now, long before the next batch adds to them: zeroed just before, the vector stores
+            # would still be in flight when the first block loads G, and stall it (0.1 us a pass, measured).
+            for t in range(ntiles):
+                for i in range(theta.size):
+                    partials[t, i] = 0.0
             for i in range(theta.size):
                 if not np.isfinite(theta[i]):
                     return e
     return passes
+
+
+def grad_tiles(X, y, order, start, stop, params, dims, act, out, works, ybs, partials, nslots):
+    """partials[t] += the gradient sums of tile t of samples start..stop-1, tiles spread over nslots.
+
+    A function of its own (the serial and parallel train call their own variant), so that train holds
+    only the one-block batch's inlined copy of the block code: a second one there cost 3-6% on small n.
+    """
+    d, h, k = X.shape[1], params[0].shape[1], params[2].shape[1]
+    ntiles = _n_tiles(stop - start)
+    for s in prange(nslots):
+        rows = _rows(works[s], d, h, k)
+        for t in range(s, ntiles, nslots):
+            _grad_range(X, y, order, start + t * TILE, min(start + (t + 1) * TILE, stop), params, dims, act,
+                        out, rows, ybs[s], partials[t])
 
 
 def loss(X, y, theta, hidden, dims, reg, act, out, nslots):
@@ -433,7 +469,7 @@ def loss(X, y, theta, hidden, dims, reg, act, out, nslots):
     n = X.shape[0]
     d, h = X.shape[1], hidden
     k = _classes(theta, d, h)
-    works, ybs, held = _work(nslots, d, h, k, X.dtype)
+    works, ybs = _work(nslots, d, h, k, X.dtype)
     params = split(theta, d, h, k)
     ntiles = _n_tiles(n)
     partials = np.zeros(ntiles)
@@ -441,7 +477,7 @@ def loss(X, y, theta, hidden, dims, reg, act, out, nslots):
         rows = _rows(works[s], d, h, k)
         for t in range(s, ntiles, nslots):
             partials[t] = _loss_range(X, y, t * TILE, min((t + 1) * TILE, n), params, dims, act, out, rows,
-                                      ybs[s], held[s])
+                                      ybs[s])
     W1, b1, W2, b2 = params
     penalty = 0.0
     for w in W1.ravel():
@@ -456,7 +492,7 @@ def forward(X, theta, hidden, dims, act, out, nslots, P):
     n = X.shape[0]
     d, h = X.shape[1], hidden
     k = _classes(theta, d, h)
-    works, ybs, held = _work(nslots, d, h, k, X.dtype)
+    works, ybs = _work(nslots, d, h, k, X.dtype)
     params = split(theta, d, h, k)
     no_labels = np.zeros(n, np.int64)
     empty = np.empty(0, np.int64)
@@ -467,7 +503,7 @@ def forward(X, theta, hidden, dims, act, out, nslots, P):
         for t in range(s, ntiles, nslots):
             for b in range(t * TILE, min((t + 1) * TILE, n), size):
                 m = min(size, n - b)
-                _forward_block(X, no_labels, empty, b, m, params, dims, act, out, rows, ybs[s], held[s])
+                _forward_block(X, no_labels, empty, b, m, params, dims, act, out, rows, ybs[s], True)
                 for j in range(m):
                     for v in range(k):
                         P[b + j, v] = Pb[v, j]
@@ -475,6 +511,9 @@ def forward(X, theta, hidden, dims, act, out, nslots, P):
 
 # Each loop kernel compiled twice from one source: serial (for small n and for threads of a sweep) and
 # parallel over tiles. Both run the same tiles in the same order, so their results are bit-identical.
-train_serial, train_parallel = variant(train, "_serial"), variant(train, "_parallel", parallel=True)
+grad_tiles_serial, grad_tiles_parallel = (variant(grad_tiles, "_serial"),
+                                          variant(grad_tiles, "_parallel", parallel=True))
+train_serial = variant(train, "_serial", calls=dict(grad_tiles=grad_tiles_serial))
+train_parallel = variant(train, "_parallel", calls=dict(grad_tiles=grad_tiles_parallel), parallel=True)
 loss_serial, loss_parallel = variant(loss, "_serial"), variant(loss, "_parallel", parallel=True)
 forward_serial, forward_parallel = variant(forward, "_serial"), variant(forward, "_parallel", parallel=True)
