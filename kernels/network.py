@@ -72,7 +72,17 @@ def hidden_forward(XB, m, W1, b1, W2, b2, act, A1, Z2, dims):
     for v in range(k):
         for j in range(m):
             Z2[v, j] = b2[v]
-    for u in range(h):
+    pairs = h // 2 if k == 2 and d <= UNROLL else 0
+    for u in range(0, 2 * pairs, 2):
+        # Two units per pass over the block: XB and the logits are loaded and stored once for both (the
+        # helper is inlined, act a constant at each call: a branch on it in the loop would not vectorise).
+        if act == 0:
+            _forward_pair(XB, W1, b1, W2, 0, A1, Z2, u, m, d)
+        elif act == 1:
+            _forward_pair(XB, W1, b1, W2, 1, A1, Z2, u, m, d)
+        else:
+            _forward_pair(XB, W1, b1, W2, 2, A1, Z2, u, m, d)
+    for u in range(2 * pairs, h):
         if d > UNROLL:  # too many inputs to unroll: the pre-activations first, one pass per input
             for j in range(m):
                 A1[u, j] = b1[u]
@@ -100,6 +110,30 @@ def hidden_forward(XB, m, W1, b1, W2, b2, act, A1, Z2, dims):
                 w = W2[u, v]
                 for j in range(m):
                     Z2[v, j] += w * A1[u, j]
+
+
+@njit(**JIT, inline="always")
+def _forward_pair(XB, W1, b1, W2, act, A1, Z2, u, m, d):
+    """hidden_forward for units u and u + 1, k = 2, d <= UNROLL."""
+    zero = A1.dtype.type(0)
+    w00, w01, w10, w11 = W2[u, 0], W2[u, 1], W2[u + 1, 0], W2[u + 1, 1]
+    for j in range(m):
+        a = _activate(_pre(XB, W1, b1, A1, u, j, d), act, zero)
+        c = _activate(_pre(XB, W1, b1, A1, u + 1, j, d), act, zero)
+        A1[u, j] = a
+        A1[u + 1, j] = c
+        Z2[0, j] += w00 * a + w10 * c
+        Z2[1, j] += w01 * a + w11 * c
+
+
+@njit(**JIT)
+def _activate(z, act, zero):
+    """f(z) for the activation code act."""
+    if act == 0:
+        return tanh(z)
+    if act == 1:
+        return sigmoid(z)
+    return max(z, zero)
 
 
 @njit(**JIT)
