@@ -117,7 +117,7 @@ def _generate(F, I, exponent_bias, mantissa_bits, ln2_hi, ln2_lo, q, e, tanh_one
         r = (a - k * half_ln2_hi) - k * half_ln2_lo
         p = coth_poly(r * r)
         s = _as_float(I(_as_int(kf) << shift))
-        m = (s - one) * p + (s + one) * r
+        m = (s - one) * p + (s * r + r)  # (s + 1) r as one multiply-add
         return math.copysign(m / (m + two * (p - r)), x)
 
     @njit(**MATH_JIT)
