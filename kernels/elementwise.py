@@ -54,7 +54,7 @@ _E32 = (0.50000000132715, 0.1666666642092575, 0.04166646624996106, 0.00833339799
         0.0013933537370210245, 0.00019832909930534527)
 
 
-def _generate(F, I, exponent_bias, mantissa_bits, ln2_hi, ln2_lo, q, e, tanh_one):
+def _generate(F, I, exponent_bias, mantissa_bits, ln2_hi, ln2_lo, coth_c, expm1_c, tanh_one):
     """exp, tanh, sigmoid for float type F (I: the integer of the same width)."""
     F, I = np.dtype(F).type, np.dtype(I).type
     one, two, half = F(1), F(2), F(0.5)
@@ -71,14 +71,14 @@ def _generate(F, I, exponent_bias, mantissa_bits, ln2_hi, ln2_lo, q, e, tanh_one
     exp_hi = F(math.log(np.finfo(F).max) + 1)
     exp_lo = F(math.log(np.finfo(F).tiny) - (mantissa_bits + 2) * math.log(2))
     tanh_one = F(tanh_one)  # |tanh x| rounds to 1 beyond this
-    q = tuple(F(c) for c in reversed(q))
-    e = tuple(F(c) for c in reversed(e))
+    coth_c = tuple(F(c) for c in reversed(coth_c))  # highest degree first, for Horner
+    expm1_c = tuple(F(c) for c in reversed(expm1_c))
 
     @njit(**MATH_JIT)
     def coth_poly(w):
         """Q(w) = r coth r for w = r**2, |r| <= ln2/4."""
-        p = q[0]
-        for c in q[1:]:
+        p = coth_c[0]
+        for c in coth_c[1:]:
             p = p * w + c
         return p
 
@@ -94,13 +94,14 @@ def _generate(F, I, exponent_bias, mantissa_bits, ln2_hi, ln2_lo, q, e, tanh_one
         kf = x * log2e + shifter
         k = kf - shifter
         r = (x - k * ln2_hi) - k * ln2_lo
-        p = e[0]
-        for c in e[1:]:
+        p = expm1_c[0]
+        for c in expm1_c[1:]:
             p = p * r + c
         ki = I(_as_int(kf) - shifter_bits)
         k1 = I(ki >> I(1))
         k2 = I(ki - k1)
-        return (one + (r + r * r * p)) * _as_float(I((k1 + bias) << shift)) * _as_float(I((k2 + bias) << shift))
+        scale1, scale2 = _as_float(I((k1 + bias) << shift)), _as_float(I((k2 + bias) << shift))
+        return (one + (r + r * r * p)) * scale1 * scale2
 
     @njit(**MATH_JIT)
     def tanh(x):
