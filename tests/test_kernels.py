@@ -92,12 +92,16 @@ def compare(kernel_env, reference_env, outputs, dtype, **kw):
         assert_near(kernel_env[o], reference_env[o], RTOL[dtype], err_msg=o, **kw)
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
-@pytest.mark.parametrize("act", ACTIVATIONS.values(), ids=ACTIVATIONS)
-@pytest.mark.parametrize("m", COLUMNS, ids=ids("m"))
-@pytest.mark.parametrize("k", CLASSES, ids=ids("k"))
-@pytest.mark.parametrize("h", HIDDEN, ids=ids("h"))
-@pytest.mark.parametrize("d", INPUTS, ids=ids("d"))
+def every_shape(test):
+    """Parametrise a stage test over every d, h, k, m, activation and dtype of conftest."""
+    for name, values, label in [("d", INPUTS, ids("d")), ("h", HIDDEN, ids("h")), ("k", CLASSES, ids("k")),
+                                ("m", COLUMNS, ids("m")), ("act", ACTIVATIONS.values(), ACTIVATIONS),
+                                ("dtype", DTYPES, dtype_id)]:
+        test = pytest.mark.parametrize(name, values, ids=label)(test)
+    return test
+
+
+@every_shape
 def test_hidden_forward(rng, d, h, k, m, act, dtype):
     named = dict(block(rng, d, h, k, dtype, act), m=m)
     compare(*run_both("hidden_forward", named, ["A1", "Z2"]), ["A1", "Z2"], dtype)
@@ -175,12 +179,7 @@ def test_accumulate(rng, d, h, k, m, dtype):
     assert not np.allclose(kernel["G"], named["G"])
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
-@pytest.mark.parametrize("act", ACTIVATIONS.values(), ids=ACTIVATIONS)
-@pytest.mark.parametrize("m", COLUMNS, ids=ids("m"))
-@pytest.mark.parametrize("k", CLASSES, ids=ids("k"))
-@pytest.mark.parametrize("h", HIDDEN, ids=ids("h"))
-@pytest.mark.parametrize("d", INPUTS, ids=ids("d"))
+@every_shape
 def test_backward(rng, d, h, k, m, act, dtype):
     """hidden_delta and accumulate in one: fused per hidden unit for k = 2 and d <= UNROLL (d 1 and 2 here),
     the two stages in turn otherwise (k = 3, d = 5); G starts non-zero."""
