@@ -80,7 +80,7 @@ STAGES = {
     "output_delta": lambda b: (b["P"], b["yb"], b["m"], 0, b["D3"]),
     "hidden_delta": lambda b: (b["D3"], b["m"], b["W2"], b["A1"], 0, b["D2"]),
     "accumulate": lambda b: (b["XB"], b["A1"], b["D3"], b["D2"], b["m"], b["G"]),
-    "backward": lambda b: (b["XB"], b["A1"], b["D3"], b["m"], b["W2"], 0, 0, b["D2"], b["G"], b["dims"]),
+    "backward": lambda b: (b["XB"], b["A1"], b["D3"], b["m"], b["W2"], 0, b["D2"], b["G"], b["dims"]),
 }
 
 

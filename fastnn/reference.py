@@ -72,8 +72,6 @@ def output_delta(P, yb, m, out, D3):
     p = P[:, :m]
     t = _onehot(yb, P.shape[0], m, P.dtype)
     D3[:, :m] = p - t if out == 0 else (p - t) * p * (1 - p)
-    if out == 0 and P.shape[0] == 2:  # the two rows of a two-class softmax are opposite: exactly so
-        D3[1, :m] = -D3[0, :m]
 
 
 def hidden_delta(D3, m, W2, A1, act, D2):
@@ -92,8 +90,8 @@ def accumulate(XB, A1, D3, D2, m, G):
     gb2 += D3[:, :m].sum(axis=1)
 
 
-def backward(XB, A1, D3, m, W2, act, out, D2, G, dims):
-    """hidden_delta, then accumulate (out: the kernel's shortcut for a two-class softmax needs none here)."""
+def backward(XB, A1, D3, m, W2, act, D2, G, dims):
+    """hidden_delta, then accumulate."""
     hidden_delta(D3, m, W2, A1, act, D2)
     accumulate(XB, A1, D3, D2, m, G)
 
@@ -141,7 +139,7 @@ def train(X, y, order, theta, hidden, dims, passes, batch, lr, reg, mean, act, o
                 XB, A1, Z2, P, D2, S, yb = _forward(X, y, order_e, b, m, theta, h, dims, act, out)
                 output_delta(P, yb, m, out, P)
                 G = np.zeros(theta.size)
-                backward(XB, A1, P, m, split(theta, d, h, k)[2], act, out, D2, G, dims)
+                backward(XB, A1, P, m, split(theta, d, h, k)[2], act, D2, G, dims)
                 update(theta, G, d, h, k, lr, reg, 1.0 / m if mean else 1.0)
                 if not np.isfinite(theta).all():
                     return e

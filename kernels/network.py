@@ -195,17 +195,10 @@ def output_delta(P, yb, m, out, D3):
     """D3 = dLoss/dZ2: P - onehot(y) (softmax + cross-entropy), (P - T) P (1 - P) (sigmoid + SE).
 
     For softmax with cross-entropy the softmax Jacobian and the derivative of -log p_y collapse to
-    P - onehot(y). With two classes the rows are opposite (p0 + p1 = 1, y0 + y1 = 1): D3[1] is written as
-    -D3[0] exactly, which backward relies on. P, D3 (k, B) (may be the same array), yb (B,) labels.
+    P - onehot(y). P, D3 (k, B) (may be the same array), yb (B,) labels.
     """
     k = P.shape[0]
     one, zero = P.dtype.type(1), P.dtype.type(0)
-    if out == 0 and k == 2:
-        for j in range(m):
-            e = P[0, j] - (one if yb[j] == 0 else zero)
-            D3[0, j] = e
-            D3[1, j] = -e
-        return
     for v in range(k):
         if out == 0:
             for j in range(m):
@@ -289,13 +282,11 @@ def _delta(back, a, act, one, zero):
 
 
 @njit(**JIT)
-def backward(XB, A1, D3, m, W2, act, out, D2, G, dims):
+def backward(XB, A1, D3, m, W2, act, D2, G, dims):
     """hidden_delta, then accumulate: D2 = (W2 D3) * f'(A1), G += [XB D2^T, sum D2, A1 D3^T, sum D3].
 
     For k = 2 and d <= UNROLL in one pass over the block per hidden unit, its d + 3 sums in registers:
-    separate passes would load two rows for every multiply-add. For a two-class softmax (out = 0, k = 2)
-    D3[1] must be -D3[0], as output_delta writes it: that pass then reads D3[0] only, with one multiply
-    for W2 D3 and one sum for A1 D3^T.  XB (d, B), A1, D2 (h, B), D3 (k, B).
+    separate passes would load two rows for every multiply-add.  XB (d, B), A1, D2 (h, B), D3 (k, B).
     """
     d = dims.ndim if dims.ndim <= UNROLL else XB.shape[0]
     h, k = W2.shape
@@ -303,42 +294,27 @@ def backward(XB, A1, D3, m, W2, act, out, D2, G, dims):
         hidden_delta(D3, m, W2, A1, act, D2)
         accumulate(XB, A1, D3, D2, m, G)
         return
-    opposite = out == 0
     for u in range(h):
-        # act and opposite as constants at each call (the helper is inlined): one loop per case, no selects
-        if opposite:
-            if act == 0:
-                _backward_unit(XB, A1, D3, m, W2, 0, True, D2, G, u, d)
-            elif act == 1:
-                _backward_unit(XB, A1, D3, m, W2, 1, True, D2, G, u, d)
-            else:
-                _backward_unit(XB, A1, D3, m, W2, 2, True, D2, G, u, d)
-        elif act == 0:
-            _backward_unit(XB, A1, D3, m, W2, 0, False, D2, G, u, d)
+        # act as a constant at each call (the helper is inlined): one loop per activation, no selects
+        if act == 0:
+            _backward_unit(XB, A1, D3, m, W2, 0, D2, G, u, d)
         elif act == 1:
-            _backward_unit(XB, A1, D3, m, W2, 1, False, D2, G, u, d)
+            _backward_unit(XB, A1, D3, m, W2, 1, D2, G, u, d)
         else:
-            _backward_unit(XB, A1, D3, m, W2, 2, False, D2, G, u, d)
+            _backward_unit(XB, A1, D3, m, W2, 2, D2, G, u, d)
     _accumulate_b2(D3, m, G, d * h + h + h * k)
 
 
 @njit(**JIT, inline="always")
-def _backward_unit(XB, A1, D3, m, W2, act, opposite, D2, G, u, d):
-    """backward for hidden unit u, k = 2, d <= UNROLL (a compile-time constant: unused sums vanish);
-    opposite: D3[1] = -D3[0]."""
+def _backward_unit(XB, A1, D3, m, W2, act, D2, G, u, d):
+    """backward for hidden unit u, k = 2, d <= UNROLL (a compile-time constant: unused sums vanish)."""
     h = W2.shape[0]
     one, zero = XB.dtype.type(1), XB.dtype.type(0)
     w0, w1 = W2[u, 0], W2[u, 1]
-    wd = w0 - w1
     sb = s0 = s1 = s2 = s3 = t0 = t1 = zero
     for j in range(m):
-        a, e0 = A1[u, j], D3[0, j]
-        if opposite:
-            g = _delta(wd * e0, a, act, one, zero)
-        else:
-            e1 = D3[1, j]
-            g = _delta(w0 * e0 + w1 * e1, a, act, one, zero)
-            t1 += a * e1
+        a, e0, e1 = A1[u, j], D3[0, j], D3[1, j]
+        g = _delta(w0 * e0 + w1 * e1, a, act, one, zero)
         D2[u, j] = g
         sb += g
         s0 += XB[0, j] * g
@@ -349,8 +325,7 @@ def _backward_unit(XB, A1, D3, m, W2, act, opposite, D2, G, u, d):
         if d > 3:
             s3 += XB[3, j] * g
         t0 += a * e0
-    if opposite:
-        t1 = -t0
+        t1 += a * e1
     G[d * h + u] += sb  # G flat, as in accumulate
     G[u] += s0
     if d > 1:
@@ -415,7 +390,7 @@ def _grad_range(X, y, order, start, stop, params, dims, act, out, rows, yb, G):
         m = min(size, stop - b)
         _forward_block(X, y, order, b, m, params, dims, act, out, rows, yb, True)
         output_delta(P, yb, m, out, D3)
-        backward(XB, A1, D3, m, params[2], act, out, D2, G, dims)
+        backward(XB, A1, D3, m, params[2], act, D2, G, dims)
 
 
 @njit(**JIT)
@@ -495,7 +470,7 @@ def train(X, y, order, theta, hidden, dims, passes, batch, lr, reg, mean, act, o
                 hidden_forward(XB, m, W1, b1, W2, b2, act, A1, Z2, dims)
                 output_forward(Z2, m, out, P, S)
                 output_delta(P, yb, m, out, D3)
-                backward(XB, A1, D3, m, W2, act, out, D2, G, dims)
+                backward(XB, A1, D3, m, W2, act, D2, G, dims)
             else:
                 grad_tiles(X, y, order_e, b, stop, params, dims, act, out, works, ybs, partials, nslots)
             for t in range(1, ntiles):
