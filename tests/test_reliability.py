@@ -383,6 +383,28 @@ def test_thread_count_does_not_change_a_bit():
     assert outs[0] == outs[1]
 
 
+CACHED = """
+import hashlib, fastnn
+X, y = fastnn.make_moons()
+for dtype in ("float64", "float32"):
+    m = fastnn.train(X, y, 3, passes=2000, dtype=dtype)
+    print(dtype, hashlib.sha256(m.theta.tobytes() + m.loss_history.tobytes()).hexdigest())
+"""
+
+
+def test_a_cached_kernel_computes_the_bits_of_a_fresh_compilation(tmp_path):
+    # The first child compiles into an empty cache, the second loads from it. They must agree bit for bit
+    # (previously failed: a variant of the fused backward gave other bits once cached). 2000 passes of the
+    # tutorial's run cross its chaotic stretch, which turns a 1-ulp difference into 1e-3.
+    env = dict(_child_env(1), NUMBA_CACHE_DIR=str(tmp_path))
+    outs = []
+    for _ in range(2):
+        r = subprocess.run([sys.executable, "-c", CACHED], env=env, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr
+        outs.append(r.stdout.split())
+    assert len(outs[0]) == 4 and outs[0] == outs[1]
+
+
 # --- 4. Threads -----------------------------------------------------------------------------------------
 
 def _calls():
