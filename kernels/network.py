@@ -367,16 +367,15 @@ def _rows(work, d, h, k):
 
 
 @njit(**JIT, inline="always")
-def _forward_block(X, y, order, start, m, params, dims, act, out, rows, yb, load):
-    """Load a block (if load: False when the buffers hold it already) and run the forward stages on it.
+def _forward_block(X, y, order, start, m, params, dims, act, out, rows, yb):
+    """Load a block and run the forward stages on it.
 
     params: the views (W1, b1, W2, b2) of theta; rows: _rows of a work slot. Both are made once per call or
     pass, not per block: making a view costs about as much as a small block's arithmetic.
     """
     W1, b1, W2, b2 = params
     XB, A1, Z2, P, D3, D2, S = rows
-    if load:
-        load_block(X, y, order, start, m, XB, yb)
+    load_block(X, y, order, start, m, XB, yb)
     hidden_forward(XB, m, W1, b1, W2, b2, act, A1, Z2, dims)
     output_forward(Z2, m, out, P, S)
 
@@ -388,7 +387,7 @@ def _grad_range(X, y, order, start, stop, params, dims, act, out, rows, yb, G):
     size = _block_size(A1, stop - start)
     for b in range(start, stop, size):
         m = min(size, stop - b)
-        _forward_block(X, y, order, b, m, params, dims, act, out, rows, yb, True)
+        _forward_block(X, y, order, b, m, params, dims, act, out, rows, yb)
         output_delta(P, yb, m, out, D3)
         backward(XB, A1, D3, m, params[2], act, D2, G, dims)
 
@@ -403,7 +402,7 @@ def _loss_range(X, y, start, stop, params, dims, act, out, rows, yb):
     size = _block_size(A1, stop - start)
     for b in range(start, stop, size):
         m = min(size, stop - b)
-        _forward_block(X, y, empty, b, m, params, dims, act, out, rows, yb, True)
+        _forward_block(X, y, empty, b, m, params, dims, act, out, rows, yb)
         for j in range(m):
             if out == 0:
                 # -log p_y as log-sum-exp: exact, and never log(0) even when p_y underflows.
@@ -491,8 +490,9 @@ def train(X, y, order, theta, hidden, dims, passes, batch, lr, reg, mean, act, o
 def grad_tiles(X, y, order, start, stop, params, dims, act, out, works, ybs, partials, nslots):
     """partials[t] += the gradient sums of tile t of samples start..stop-1, tiles spread over nslots.
 
-    A function of its own (the serial and parallel train call their own variant), so that train holds
-    only the one-block batch's inlined copy of the block code: a second one there cost 3-6% on small n.
+    A function of its own (the serial and parallel train call their own variant), so that train's loop
+    holds only the one-block batch's stage calls: a second, inlined copy of the block code there cost 3-6%
+    on small n.
     """
     d, h, k = X.shape[1], params[0].shape[1], params[2].shape[1]
     ntiles = _n_tiles(stop - start)
@@ -542,7 +542,7 @@ def forward(X, theta, hidden, dims, act, out, nslots, P):
         for t in range(s, ntiles, nslots):
             for b in range(t * TILE, min((t + 1) * TILE, n), size):
                 m = min(size, n - b)
-                _forward_block(X, no_labels, empty, b, m, params, dims, act, out, rows, ybs[s], True)
+                _forward_block(X, no_labels, empty, b, m, params, dims, act, out, rows, ybs[s])
                 for j in range(m):
                     for v in range(k):
                         P[b + j, v] = Pb[v, j]
