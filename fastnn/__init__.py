@@ -7,11 +7,12 @@
 """
 
 from .data import make_moons
+from .errors import Cancelled, DivergenceError
 from .model import Model, load
 from .sweep import SweepError, SweepResult, sweep
-from .train import DivergenceError, train
+from .train import train
 
-__all__ = ["make_moons", "train", "Model", "load", "DivergenceError", "sweep", "SweepResult", "SweepError",
+__all__ = ["make_moons", "train", "Model", "load", "DivergenceError", "Cancelled", "sweep", "SweepResult", "SweepError",
            "NeuralNetClassifier"]
 __version__ = "0.1.0"
 

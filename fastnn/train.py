@@ -5,6 +5,7 @@ from tqdm.auto import tqdm
 
 from . import _validate as check
 from . import kernels
+from .errors import Cancelled, DivergenceError
 from .model import Model, engine
 
 
@@ -12,21 +13,6 @@ class _Bar(tqdm):
     # No monitor thread: tqdm otherwise starts one on its first bar (even a disabled one) and leaves it
     # running for the life of the process; the bar is updated between chunks of passes anyway.
     monitor_interval = 0
-
-
-class DivergenceError(ArithmeticError):
-    """Training diverged: the parameters or the loss stopped being finite, the loss exploded, or a run
-    ended worse than its random initialisation (see ``train``).
-
-    Attributes ``at`` (the pass), ``lr``, ``reduction`` and ``n`` (samples) say where and with what.
-    """
-
-    def __init__(self, message, at=None, lr=None, reduction=None, n=None):
-        super().__init__(message)
-        self.at, self.lr, self.reduction, self.n = at, lr, reduction, n
-
-    def __reduce__(self):  # keep the attributes across processes (a sweep on a Dask cluster)
-        return type(self), (str(self), self.at, self.lr, self.reduction, self.n)
 
 
 # A loss this many times its value at the start of the run (or than 1, if that is more) is taken as
