@@ -14,7 +14,7 @@ import numpy as np
 
 LR, REG = 0.01, 0.01
 SWEEP_H = (1, 2, 3, 4, 5, 20, 50)
-# DESIGN.md, Benchmarks; `large` times `passes` passes and reports per pass. `first`: passes of the
+# docs/DESIGN.md, Benchmarks; `large` times `passes` passes and reports per pass. `first`: passes of the
 # untimed first call. 10 on the small data, because with the sum reduction the first steps of H = 50
 # overshoot, and fastnn rejects a run that ends at over twice its initial loss (after 1 or 3 passes).
 WORKLOADS = {

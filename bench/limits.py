@@ -18,7 +18,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-N, D, H, K = 1_000_000, 2, 64, 2  # the `large` workload (DESIGN.md, Benchmarks)
+N, D, H, K = 1_000_000, 2, 64, 2  # the `large` workload (docs/DESIGN.md, Benchmarks)
 
 # fastmath lets LLVM contract x * a + b into one FMA; error_model="numpy" keeps loops vectorisable.
 _JIT = dict(fastmath=True, error_model="numpy", parallel=True)

@@ -214,7 +214,7 @@ def main():
               "the shorter run); --sweep-scale 1 runs them all")
     if "seed" in workloads or "sweep" in workloads:
         print("seed ends on a period-2 orbit: losses 0.07076 and 0.07132 are its two phases, both right; in the "
-              "sweep, H = 2 and 4 are chaotic (DESIGN.md), so correct rows differ in the mean loss; sklearn "
+              "sweep, H = 2 and 4 are chaotic (docs/DESIGN.md), so correct rows differ in the mean loss; sklearn "
               "draws its own initial weights and has one logistic output")
 
 

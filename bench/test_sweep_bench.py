@@ -1,4 +1,4 @@
-"""The `sweep` workload (DESIGN.md): make_moons(200), H in 1, 2, 3, 4, 5, 20, 50, 20000 passes each.
+"""The `sweep` workload (docs/DESIGN.md): make_moons(200), H in 1, 2, 3, 4, 5, 20, 50, 20000 passes each.
 
 fastnn.sweep on one and two threads, and a sequential loop of NumPy-reference trainings, in one group.
 ``pytest bench/test_sweep_bench.py --benchmark-only``; the ratio of the two fastnn rows is the speed-up

@@ -1,4 +1,4 @@
-"""pytest-benchmark suites for DESIGN.md's named workloads: the Numba kernels and the NumPy reference
+"""pytest-benchmark suites for docs/DESIGN.md's named workloads: the Numba kernels and the NumPy reference
 side by side in one group.  ``pytest bench --benchmark-only`` (FASTNN_LARGE_N sets large's n)."""
 
 import os
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn import kernels, reference
+from fastnn import engine, kernels, reference
 from fastnn.train import init_params
 
 LARGE_N = int(os.environ.get("FASTNN_LARGE_N", 1_000_000))
@@ -43,19 +43,13 @@ def test_large_pass(benchmark, large, dtype, backend):
     X, y = large
     X = X.astype(dtype)
     benchmark.group = f"large pass: n={LARGE_N}, H=64, {dtype}"
-    train, nslots = ((kernels.train_parallel, _threads()) if backend == "numba" else (reference.train, 1))
     theta = init_params(2, 64, 2, 0, dtype)
-    dims = kernels.dims(2)
-    args = (X, y, NO_ORDER, theta, 64, dims, 1, len(y), 0.01, 0.01, True, 0, 0, nslots)
-    train(*args)  # compile before timing
-    benchmark.pedantic(train, args=args, rounds=5 if backend == "numba" else 2, iterations=1)
+    run = engine.plan(backend, "tanh", "softmax", dtype, 2, 2, len(y), len(y))
+    args = (X, y, NO_ORDER, theta, reference.split(theta, 2, 64, 2), 1, len(y), 0.01, 0.01, True, False,
+            np.empty((0, 2), dtype))
+    run(*args)  # compile before timing
+    benchmark.pedantic(run, args=args, rounds=5 if backend == "numba" else 2, iterations=1)
     assert np.isfinite(theta).all()
-
-
-def _threads():
-    import numba
-
-    return numba.get_num_threads()
 
 
 STAGE_H = 64
@@ -70,17 +64,16 @@ def block():
     W1, b1, W2, b2 = reference.split(theta, d, h, k)
     return dict(XB=rng.randn(d, B), A1=np.tanh(rng.randn(h, B)), Z2=rng.randn(k, B), P=np.full((k, B), 0.5),
                 D3=rng.randn(k, B) * 0.1, D2=rng.randn(h, B), S=np.ones((2, B)), yb=rng.randint(0, k, B),
-                W1=W1, b1=b1, W2=W2, b2=b2, G=np.zeros(theta.size), m=B, dims=kernels.dims(d))
+                W1=W1, b1=b1, W2=W2, b2=b2, G=np.zeros(theta.size), m=B)
 
 
 STAGES = {
-    "hidden_forward": lambda b: (b["XB"], b["m"], b["W1"], b["b1"], b["W2"], b["b2"], 0, b["A1"], b["Z2"],
-                                 b["dims"]),
-    "output_forward": lambda b: (b["Z2"], b["m"], 0, b["P"], b["S"]),
-    "output_delta": lambda b: (b["P"], b["yb"], b["m"], 0, b["D3"]),
-    "hidden_delta": lambda b: (b["D3"], b["m"], b["W2"], b["A1"], 0, b["D2"]),
+    "hidden_forward": lambda b: (b["XB"], b["m"], b["W1"], b["b1"], b["W2"], b["b2"], b["A1"], b["Z2"]),
+    "output_forward": lambda b: (b["Z2"], b["m"], b["P"], b["S"]),
+    "output_delta": lambda b: (b["P"], b["yb"], b["m"], b["D3"]),
+    "hidden_delta": lambda b: (b["D3"], b["m"], b["W2"], b["A1"], b["D2"]),
     "accumulate": lambda b: (b["XB"], b["A1"], b["D3"], b["D2"], b["m"], b["G"]),
-    "backward": lambda b: (b["XB"], b["A1"], b["D3"], b["m"], b["W2"], 0, b["D2"], b["G"], b["dims"]),
+    "backward": lambda b: (b["XB"], b["A1"], b["D3"], b["m"], b["W2"], b["D2"], b["G"]),
 }
 
 
@@ -90,7 +83,8 @@ def test_stage(benchmark, block, stage, backend):
     """Each stage kernel on one block (BLOCK samples, H = 64, tanh, softmax) against its NumPy twin."""
     benchmark.group = f"stage {stage}: one block of {kernels.BLOCK}, H={STAGE_H}"
     buffers = {key: (v.copy() if isinstance(v, np.ndarray) else v) for key, v in block.items()}
-    func = getattr(kernels if backend == "numba" else reference, stage)
+    impl = kernels if backend == "numba" else reference
+    func = getattr(impl.build("tanh", "softmax", "float64", 2, 2, "block"), stage)
     args = STAGES[stage](buffers)
     func(*args)
     benchmark(func, *args)

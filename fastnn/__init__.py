@@ -6,15 +6,17 @@
 >>> model.score(X, y)
 """
 
+from . import engine
 from .data import make_moons
-from .errors import Cancelled, DivergenceError
+from .engine import compile
+from .errors import Cancelled, DivergenceError, SweepError
 from .model import Model, load
-from .sweep import SweepError, SweepResult, sweep
+from .sweep import SweepResult, sweep
 from .train import train
 
 __all__ = ["make_moons", "train", "Model", "load", "DivergenceError", "Cancelled", "sweep", "SweepResult", "SweepError",
-           "NeuralNetClassifier"]
-__version__ = "0.1.0"
+           "compile", "NeuralNetClassifier"]
+__version__ = "0.2.0"  # the one place the version is written (pyproject.toml reads it)
 
 
 def __getattr__(name):

@@ -7,18 +7,27 @@ sweep, the estimator and the CLI all call these, so that one input gets one mess
 >>> from fastnn import _validate as check
 >>> hidden = check.integer(hidden, "hidden")                 # a positive int (not bool, float or str)
 >>> lr = check.real(lr, "lr", strict=True)                   # a finite float > 0
->>> act = check.ACTIVATIONS[check.choice(activation, "activation", check.ACTIVATIONS)]
+>>> activation = check.choice(activation, "activation", reference.ACTIVATIONS)   # one of the names
 >>> X = check.features(X, check.dtype_of(dtype, X))          # C-contiguous, finite, 2-D, in dtype
 >>> y, k = check.labels(y, X.shape[0])                        # int64 labels 0..k-1
->>> check.network(X.shape[1], hidden, k)                      # a parameter count that fits in memory
+>>> seed = check.seed(seed, "seed")                           # an int in RandomState's 0..2**32-1
+>>> check.network(X.shape[1], hidden, k, X.dtype, slots)      # parameters + work buffers fit in memory
+>>> check.memory(n * k * 8, f"X with {n} rows", "pass fewer rows")  # any other allocation, before it
 """
 
+from __future__ import annotations
+
 import numbers
+import os
+import sys
+from typing import Iterable
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
-ACTIVATIONS = {"tanh": 0, "sigmoid": 1, "relu": 2}
-OUTPUTS = {"softmax": 0, "sigmoid": 1}
+from . import engine, reference
+
+# The activations and outputs are named by reference.ACTIVATIONS and reference.OUTPUTS.
 REDUCTIONS = ("sum", "mean")
 BACKENDS = ("numba", "numpy")
 DTYPES = {"float64": np.float64, "float32": np.float32}
@@ -27,8 +36,18 @@ DTYPES = {"float64": np.float64, "float32": np.float32}
 # would not fail cleanly but swap or be killed by the OS while the arrays are first touched.
 MAX_PARAMETERS = 10**9
 
+SEED_MAX = 2**32 - 1  # numpy.random.RandomState's range
 
-def choice(value, name, choices):
+# How a model was trained: the keys of Model.settings, stored in model files.
+SETTINGS = ("hidden", "activation", "output", "reduction", "lr", "reg", "passes", "seed", "batch_size",
+            "backend")
+
+# Below this many bytes an allocation is not checked against the memory available: reading /proc costs
+# tens of microseconds, more than a small predict, and any machine that runs Python has this much free.
+_UNCHECKED = 64 << 20
+
+
+def choice(value: object, name: str, choices: Iterable[str]) -> str:
     """``value`` if it is one of ``choices`` (strings); TypeError for a non-string, ValueError otherwise."""
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a string, one of {list(choices)}; got {value!r}")
@@ -37,7 +56,7 @@ def choice(value, name, choices):
     return value
 
 
-def integer(value, name, minimum=1, maximum=None):
+def integer(value: object, name: str, minimum: int = 1, maximum: int | None = None) -> int:
     """``value`` as an int in [minimum, maximum]; bools, floats (even 3.0) and strings are TypeErrors."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer >= {minimum}; got {value!r}")
@@ -47,7 +66,7 @@ def integer(value, name, minimum=1, maximum=None):
     return int(value)
 
 
-def real(value, name, minimum=0.0, strict=False):
+def real(value: object, name: str, minimum: float = 0.0, strict: bool = False) -> float:
     """``value`` as a finite float >= minimum (> minimum if strict); bools and strings are TypeErrors."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number; got {value!r}")
@@ -58,7 +77,7 @@ def real(value, name, minimum=0.0, strict=False):
     return value
 
 
-def dtype_of(dtype, X=None):
+def dtype_of(dtype: DTypeLike, X: object = None) -> np.dtype:
     """The float dtype to compute in: float64 or float32 (None: float32 if X is float32, else float64)."""
     if dtype is None:
         try:
@@ -75,7 +94,7 @@ def dtype_of(dtype, X=None):
     return resolved
 
 
-def features(X, dtype, name="X", n_features=None):
+def features(X: ArrayLike, dtype: DTypeLike, name: str = "X", n_features: int | None = None) -> np.ndarray:
     """X as a C-contiguous 2-D finite array of dtype (copied only when it must be).
 
     Any memory order, strides and real dtype (bool, integer, float) are accepted; the values are checked
@@ -106,8 +125,9 @@ def features(X, dtype, name="X", n_features=None):
     return X
 
 
-def labels(y, n, name="y", n_classes=None):
-    """y as int64 labels in 0..K-1, and K.
+def labels(y: ArrayLike, n: int, name: str = "y", n_classes: int | None = None,
+           x_name: str = "X") -> tuple[np.ndarray, int]:
+    """y as int64 labels in 0..K-1, and K (x_name: the features' argument, for the message on n).
 
     K is ``n_classes`` if given; otherwise max(y) + 1, where y must hold at least two classes and K may
     not exceed n (labels that sparse are not 0..K-1 codes: encode them, or pass n_classes).
@@ -118,7 +138,7 @@ def labels(y, n, name="y", n_classes=None):
     if y.ndim != 1:
         raise ValueError(f"{name} must be 1-D (n_samples,); got shape {y.shape}")
     if y.shape[0] != n:
-        raise ValueError(f"{name} has {y.shape[0]} labels but X has {n} samples")
+        raise ValueError(f"{name} has {y.shape[0]} labels but {x_name} has {n} samples")
     if y.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold integer class labels 0..K-1; got dtype {y.dtype} "
                         "(fastnn.NeuralNetClassifier accepts any labels)")
@@ -141,10 +161,152 @@ def labels(y, n, name="y", n_classes=None):
     return np.ascontiguousarray(y, dtype=np.int64), n_classes
 
 
-def network(d, h, k):
-    """The parameter count d*h + h + h*k + k, if it is at most MAX_PARAMETERS."""
-    size = d * h + h + h * k + k
+def seed(value: object, name: str = "seed") -> int:
+    """``value`` as an int seed in 0..SEED_MAX (RandomState's range); bools, floats and strings are TypeErrors."""
+    return integer(value, name, minimum=0, maximum=SEED_MAX)
+
+
+def settings(s: object) -> dict:
+    """A model's settings dict, each value checked as train() checks it."""
+    if not isinstance(s, dict) or set(s) != set(SETTINGS):
+        raise ValueError(f"settings {sorted(s) if isinstance(s, dict) else s!r}, expected {sorted(SETTINGS)}")
+    integer(s["hidden"], "hidden")
+    choice(s["activation"], "activation", reference.ACTIVATIONS)
+    choice(s["output"], "output", reference.OUTPUTS)
+    choice(s["reduction"], "reduction", REDUCTIONS)
+    choice(s["backend"], "backend", BACKENDS)
+    real(s["lr"], "lr", strict=True)
+    real(s["reg"], "reg")
+    integer(s["passes"], "passes", minimum=0)
+    seed(s["seed"], "seed")
+    if s["batch_size"] is not None:
+        integer(s["batch_size"], "batch_size")
+    return s
+
+
+def network(d: int, h: int, k: int, dtype: DTypeLike = np.float64, slots: int = 1) -> int:
+    """The parameter count d*h + h + h*k + k, if it is at most MAX_PARAMETERS and the parameters and a
+    kernel call's buffers for ``slots`` work slots (engine.work_bytes) fit in the memory available.
+
+    A network's work buffers grow with h and k as its parameters do, but 256 times faster: hidden=10**7
+    has 400 MB of parameters and 41 GB of buffers per slot.
+    """
+    size = reference.size(d, h, k)
+    # Named by the larger of the two, which is what a typo made large.
+    what, reduce = ((f"n_classes={k} with {d} features and hidden={h}", "use fewer classes") if k > h else
+                    (f"hidden={h} with {d} features and {k} classes", "use fewer hidden units"))
     if size > MAX_PARAMETERS:
-        raise ValueError(f"hidden={h} with {d} features and {k} classes makes {size} parameters, more than "
-                         f"{MAX_PARAMETERS}: use fewer hidden units (or fewer classes)")
+        raise ValueError(f"{what} makes {size} parameters, more than {MAX_PARAMETERS}: {reduce}")
+    nbytes = size * np.dtype(dtype).itemsize + engine.work_bytes(0, d, h, k, 1, dtype, slots)
+    memory(nbytes, f"{what} ({size} parameters, their gradient and the kernels' work buffers)", reduce)
     return size
+
+
+def memory(nbytes: int, what: str, reduce: str) -> int:
+    """``nbytes`` if that much memory is available now; else a ValueError: ``what`` needs so much, ``reduce``.
+
+    what: the allocation, starting with the argument that sizes it ("X with 10000000 rows");
+    reduce: what to do instead ("predict in chunks of rows"). Estimates are checked before anything is
+    allocated, so that a call too large for the machine fails cleanly instead of swapping, being killed by
+    the OS, or raising MemoryError halfway.
+    """
+    nbytes = int(nbytes)
+    if nbytes < _UNCHECKED:
+        return nbytes
+    free = available_memory()
+    if free is not None and nbytes > free:
+        raise ValueError(f"{what} needs {_size(nbytes)} of memory, more than the {_size(free)} available: {reduce}")
+    return nbytes
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process may still allocate, or None where that cannot be told.
+
+    Linux: MemAvailable from /proc/meminfo, or the room left under this process's cgroup limit (v2
+    memory.max, v1 memory.limit_in_bytes, less the usage) when that is smaller. Elsewhere: free physical
+    memory from sysconf or, on Windows, GlobalMemoryStatusEx.
+    """
+    found = [v for v in (_meminfo(), _cgroup_room()) if v is not None]
+    return min(found) if found else _portable_free()
+
+
+def _meminfo(root="/"):
+    try:
+        with open(os.path.join(root, "proc/meminfo"), "rb") as f:
+            for line in f:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _read_int(path):
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None  # "max" (no limit) or anything unexpected: no number
+
+
+def _cgroup_room(root="/"):
+    """The cgroup memory limit less the usage, for the tightest limit found (None: no limit found).
+
+    The group's own folder is read where it is visible, else the hierarchy's root (a container usually
+    sees its own group as the root).
+    """
+    try:
+        with open(os.path.join(root, "proc/self/cgroup")) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    rooms = []
+    for line in lines:
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, group = rest.partition(":")
+        if hierarchy == "0" and controllers == "":
+            base, names = os.path.join(root, "sys/fs/cgroup"), ("memory.max", "memory.current")
+        elif "memory" in controllers.split(","):
+            base, names = os.path.join(root, "sys/fs/cgroup/memory"), ("memory.limit_in_bytes",
+                                                                       "memory.usage_in_bytes")
+        else:
+            continue
+        for folder in (os.path.join(base, group.strip("/")), base):
+            limit = _read_int(os.path.join(folder, names[0]))
+            if limit is None or limit >= 1 << 60:  # v1 writes "no limit" as a huge number
+                continue
+            usage = _read_int(os.path.join(folder, names[1])) or 0
+            rooms.append(max(limit - usage, 0))
+            break
+    return min(rooms) if rooms else None
+
+
+def _portable_free():
+    if hasattr(os, "sysconf"):
+        for pages in ("SC_AVPHYS_PAGES", "SC_PHYS_PAGES"):  # macOS has only the total
+            try:
+                return os.sysconf(pages) * os.sysconf("SC_PAGE_SIZE")
+            except (ValueError, OSError):
+                continue
+    if sys.platform == "win32":
+        import ctypes
+
+        class Status(ctypes.Structure):
+            _fields_ = [("dwLength", ctypes.c_ulong), ("dwMemoryLoad", ctypes.c_ulong),
+                        ("ullTotalPhys", ctypes.c_ulonglong), ("ullAvailPhys", ctypes.c_ulonglong),
+                        ("ullTotalPageFile", ctypes.c_ulonglong), ("ullAvailPageFile", ctypes.c_ulonglong),
+                        ("ullTotalVirtual", ctypes.c_ulonglong), ("ullAvailVirtual", ctypes.c_ulonglong),
+                        ("ullAvailExtendedVirtual", ctypes.c_ulonglong)]
+
+        status = Status(dwLength=ctypes.sizeof(Status))
+        if ctypes.windll.kernel32.GlobalMemoryStatusEx(ctypes.byref(status)):
+            return int(status.ullAvailPhys)
+    return None
+
+
+def _size(nbytes):
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.3g} {unit}"
+    return f"{nbytes} bytes"

@@ -1,12 +1,29 @@
 """The ``fastnn`` command (also ``python -m fastnn``): train one network, sweep many, or run the tutorial."""
 
+from __future__ import annotations
+
 import argparse
 import json
 import os
+import re
 import sys
+import tempfile
 import time
+from typing import Sequence
 
 HIDDEN = (1, 2, 3, 4, 5, 20, 50)  # the tutorial's hidden sizes
+
+# Library arguments that a command sets from a flag of another name; every other flag names its own
+# argument (--batch-size is batch_size). Errors name the flag the user typed.
+ALIASES = {"train": {"random_state": "--seed", "n_samples": "--samples"},
+           "sweep": {"random_state": "--data-seed", "n_samples": "--samples", "test": "--test-size"}}
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors on one line, as every other error of the command."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
 
 
 def _data_args(p):
@@ -68,12 +85,42 @@ def _sweep_parser(sub):
 
 
 def _demo_parser(sub):
-    p = sub.add_parser("demo", help="the tutorial end to end: data, H = 3, the hidden-size sweep, figures")
+    p = sub.add_parser("demo", help="the tutorial end to end: data, H = 3, the tutorial's hidden-size figure, "
+                                    "the overfitting study")
     p.add_argument("--out", default="fastnn-demo", metavar="DIR", help="folder for the figures (default ./fastnn-demo)")
     p.add_argument("--passes", type=int, metavar="N", default=20000, help="passes of every training (default 20000)")
     p.add_argument("--n-jobs", type=int, metavar="N", default=None, help="threads of the sweep (default: all cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=_demo)
+
+
+def _compile_parser(sub):
+    p = sub.add_parser("compile", help="compile kernels ahead of use into the on-disk cache (for Docker images and "
+                                       "cluster workers)")
+    p.add_argument("--dtype", nargs="+", default=["float64", "float32"], metavar="D",
+                   help="float64 and/or float32 (default both)")
+    p.add_argument("--inputs", type=int, nargs="+", default=[2], metavar="D",
+                   help="numbers of input features (default 2; every number above 4 shares one compilation)")
+    p.add_argument("--classes", type=int, nargs="+", default=[2], metavar="K",
+                   help="numbers of classes (default 2; every number above 2 shares one compilation)")
+    p.add_argument("--activation", nargs="+", default=["tanh"], metavar="A", help="hidden activations (default tanh)")
+    p.add_argument("--output", nargs="+", default=["softmax"], metavar="O", help="outputs (default softmax)")
+    p.add_argument("--processes", type=int, metavar="N", default=None, help="parallel processes (default: all cores)")
+    p.set_defaults(run=_compile)
+
+
+def _compile(args):
+    import fastnn
+
+    print(f"Compiling into the kernel cache with {args.processes or 'one process per core'}...", flush=True)
+    start = time.perf_counter()
+    rows = fastnn.compile(activations=args.activation, outputs=args.output, dtypes=args.dtype, inputs=args.inputs,
+                          classes=args.classes, processes=args.processes)
+    for r in rows:
+        print(f"{r['status']:>8} {r['seconds']:6.1f} s  {r['activation']}, {r['output']}, {r['dtype']}, "
+              f"{r['inputs']}{'+' if r['inputs'] > 4 else ''} inputs, {r['classes']}{'+' if r['classes'] > 2 else ''} "
+              f"classes, {r['loop']}{', parallel' if r['parallel'] else ''}")
+    print(f"{len(rows)} kernels ready in {time.perf_counter() - start:.1f} s; cache: {fastnn.engine.cache_dir()}")
 
 
 def _show_progress(args):
@@ -102,7 +149,42 @@ def _save(fig, path, log=print):
 
 def _outdir(path):
     os.makedirs(path, exist_ok=True)
+    _probe(path, f"--out {path!r}")
     return path
+
+
+def _probe(folder, flag):
+    """Create and delete a file in folder: fails now, not after the runs, where nothing can be written."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".fastnn-probe-", dir=folder)
+    except OSError as e:
+        raise OSError(f"{flag}: cannot create a file in {folder!r}: {e.strerror}") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _writable(path, flag):
+    """Check, before any training, that a file can be written at path (its folder exists and takes a new
+    file, and path is not a folder or a read-only file)."""
+    if os.path.isdir(path):
+        raise ValueError(f"{flag} {path!r} is a folder; give a file name")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"{flag} {path!r}: the folder {folder!r} does not exist")
+    _probe(folder, f"{flag} {path!r}")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise ValueError(f"{flag} {path!r} exists and is read-only")
+
+
+def _image_format(path, flag):
+    """Check that matplotlib can write path's format (from its extension; none means PNG)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    ext = os.path.splitext(path)[1][1:].lower()
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if ext and ext not in formats:
+        raise ValueError(f"{flag} {path!r}: matplotlib cannot write .{ext} files; use one of "
+                         f"{', '.join('.' + f for f in sorted(formats))}")
 
 
 def _train(args):
@@ -111,6 +193,10 @@ def _train(args):
     if args.plot:
         from fastnn import plot  # fail now, not after training, when matplotlib is missing
         plot._pyplot()
+        _image_format(args.plot, "--plot")
+        _writable(args.plot, "--plot")
+    if args.save:
+        _writable(args.save, "--save")
     X, y = fastnn.make_moons(args.samples, noise=args.noise, random_state=args.seed, dtype=args.dtype)
     settings = _model_settings(args)
     warmup = _warm_up(X, y, args.hidden, settings)
@@ -187,64 +273,69 @@ def _sweep(args):
 
 
 def _demo(args):
-    import fastnn
-    from fastnn import plot
+    from fastnn import demo
 
-    plot._pyplot()
-    out = _outdir(args.out)
-    began = time.perf_counter()
-    print("1. The data: make_moons(200, noise=0.20) with seed 0, two interleaving half-moons.")
-    X, y = fastnn.make_moons()
-    warmup = _warm_up(X, y, 3, {})
-    print(f"   (loading or compiling the kernels took {warmup:.2f} s)")
-
-    print(f"\n2. A network with 3 hidden tanh units, {args.passes} passes of gradient descent "
-          "(lr 0.01, reg 0.01):")
-    start = time.perf_counter()
-    model = fastnn.train(X, y, 3, passes=args.passes, loss_every=1000, progress=_show_progress(args))
-    seconds = time.perf_counter() - start
-    for passes, loss in model.loss_history:
-        print(f"   Loss after {int(passes):6d} passes: {loss:.6f}")
-    print(f"   Training accuracy {model.score(X, y):.4f}, in {seconds:.3f} s")
-    _save(plot.decision_boundary(model, X, y, title="Hidden Layer size 3"), os.path.join(out, "hidden_3.png"),
-          lambda line: print("   " + line))
-
-    print(f"\n3. Hidden layer sizes {', '.join(map(str, HIDDEN))}, trained on 70% of the data and "
-          "tested on the other 30%:")
-    start = time.perf_counter()
-    result = fastnn.sweep(X, y, HIDDEN, test=0.3, passes=args.passes, n_jobs=args.n_jobs,
-                          progress=_show_progress(args))
-    seconds = time.perf_counter() - start
-    print("   " + result.table().replace("\n", "\n   "))
-    print(f"   {len(result)} trainings in {seconds:.2f} s")
-    result.to_csv(os.path.join(out, "sweep.csv"))
-    _figures(result, X, y, out, lambda line: print("   " + line))
-    top, fit = result.best("test_accuracy"), result.best("train_accuracy")
-    print(f"\nTraining accuracy reaches {fit['train_accuracy']:.4f} at {fit['hidden']} hidden units; test "
-          f"accuracy is best, {top['test_accuracy']:.4f}, at {top['hidden']}. The boundary grows more complex "
-          "with the hidden size (sweep_grid.png): larger layers can fit the noise of the training points, "
-          "which a held-out set shows (accuracy_vs_hidden.png).")
-    print(f"Done in {time.perf_counter() - began:.1f} s; figures in {out}{os.sep}")
+    demo.run(_outdir(args.out), passes=args.passes, n_jobs=args.n_jobs, progress=_show_progress(args))
 
 
-def main(argv=None):
-    from fastnn.sweep import SweepError
+def _parser():
+    from fastnn import __version__
 
-    parser = argparse.ArgumentParser(prog="fastnn", description=__doc__)
+    parser = _Parser(prog="fastnn", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"fastnn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
     _sweep_parser(sub)
     _demo_parser(sub)
-    args = parser.parse_args(argv)
+    _compile_parser(sub)
+    return parser, sub
+
+
+def _flag_names(parser, command):
+    """{library argument: flag} for a command's parser: each flag's dest, and ALIASES."""
+    flags = {a.dest: max(a.option_strings, key=len) for a in parser._actions if a.option_strings}
+    return dict(flags, **ALIASES.get(command, {}))
+
+
+def _message(e, flags):
+    """One line for an error, naming the flag where the library named its argument."""
+    text = " ".join(str(e).split())  # one line, whatever the library's message holds
+    if not isinstance(e, (ValueError, TypeError, ArithmeticError, OSError, ImportError, RuntimeError)) or not text:
+        text = f"{type(e).__name__}: {text}" if text else type(e).__name__
+    first = re.match(r"[A-Za-z_]\w*", text)
+    if first and first.group() in flags and text[first.end():first.end() + 1] in ("", " ", "=", ":", "["):
+        text = flags[first.group()] + text[first.end():]
+    return text
+
+
+def _say(line):
     try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):  # stderr closed: nowhere left to say it
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``fastnn`` command; returns its exit code: 0, 2 (an error, one line on stderr) or 130
+    (interrupted by Ctrl-C, after every run has stopped)."""
+    command = "fastnn"
+    try:
+        parser, sub = _parser()
+        args = parser.parse_args(argv)  # usage errors exit 2 here, on one line (_Parser)
+        command = f"fastnn {args.command}"
+        flags = _flag_names(sub.choices[args.command], args.command)
         args.run(args)
-    except (ValueError, TypeError, ArithmeticError, OSError, ImportError, SweepError) as e:
-        message = " ".join(str(e).split("\n"))  # one line, whatever the library's message holds
-        print(f"fastnn {args.command}: error: {message}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        print(f"fastnn {args.command}: interrupted", file=sys.stderr)
+        _say(f"{command}: interrupted")
         return 130
+    except Exception as e:  # every failure is one line and exit code 2, never a traceback
+        if isinstance(e, BrokenPipeError):  # stdout's reader went away: no flush of it at exit either
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError):
+                pass
+        _say(f"{command}: error: {_message(e, locals().get('flags', {}))}")
+        return 2
     return 0
 
 

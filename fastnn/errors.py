@@ -1,5 +1,7 @@
 """The exceptions fastnn raises besides ValueError and TypeError (which always name the bad argument)."""
 
+from __future__ import annotations
+
 
 class DivergenceError(ArithmeticError):
     """Training failed: the parameters or the loss stopped being finite, the loss exploded, or the run
@@ -28,3 +30,12 @@ class Cancelled(Exception):
 
     def __reduce__(self):
         return type(self), (str(self), self.at)
+
+
+class SweepError(RuntimeError):
+    """A run of a sweep failed; ``config`` is its (hidden, reg, seed), the cause is chained."""
+
+    def __init__(self, config: tuple[int, float, int], error: BaseException):
+        self.config = config
+        hidden, reg, seed = config
+        super().__init__(f"run hidden={hidden}, reg={reg}, seed={seed} failed: {type(error).__name__}: {error}")

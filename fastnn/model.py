@@ -1,46 +1,17 @@
-"""The trained network: parameters, settings, predictions, and .npz files that never use pickle."""
+"""The trained network: parameters, settings and predictions. Its file format is fastnn/modelfile.py."""
 
-import hashlib
-import json
-import os
-import secrets
-import threading
+from __future__ import annotations
 
-import numba
+from typing import IO, Any
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from . import _validate as check
-from . import kernels, reference
+from . import engine, modelfile, reference
 
-FORMAT = "fastnn-model-1"
-SETTINGS = ("hidden", "activation", "output", "reduction", "lr", "reg", "passes", "seed", "batch_size",
-            "backend")
-META = ("format", "n_features", "n_classes", "dtype", "settings", "sha256")
-ARRAYS = ("loss_history", "meta", "theta")
-_MAX_META = 1 << 16  # characters of the metadata string; a saved one is a few hundred
-
-# Parallel kernels are entered one at a time: Numba's workqueue threading layer aborts when two threads
-# enter parallel code at once, and a parallel kernel already uses every core.
-_PARALLEL = threading.Lock()
-
-
-class _Serial:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
-def engine(backend, n, n_threads=None):
-    """(train, loss, forward) for a backend and n samples, the number of work slots, and a lock to hold."""
-    if backend == "numpy":
-        return reference.train, reference.loss, reference.forward, 1, _Serial()
-    threads = numba.get_num_threads() if n_threads is None else min(n_threads, numba.get_num_threads())
-    if threads > 1 and n >= 2 * kernels.TILE:
-        return kernels.train_parallel, kernels.loss_parallel, kernels.forward_parallel, threads, _PARALLEL
-    return kernels.train_serial, kernels.loss_serial, kernels.forward_serial, 1, _Serial()
-
+SETTINGS = check.SETTINGS
+_NO_ORDER, _NO_LABELS = np.empty((0, 0), np.int64), np.empty(0, np.int64)
 
 class Model:
     """A one-hidden-layer network: ``p = out(f(X W1 + b1) W2 + b2)``.
@@ -56,7 +27,8 @@ class Model:
         Rows of (passes completed, training loss).
     """
 
-    def __init__(self, theta, n_features, hidden, settings, loss_history=None):
+    def __init__(self, theta: NDArray[np.floating], n_features: int, hidden: int, settings: dict[str, Any],
+                 loss_history: ArrayLike | None = None):
         if not isinstance(theta, np.ndarray) or theta.ndim != 1 or theta.dtype.name not in check.DTYPES:
             raise TypeError(f"theta must be a 1-D float64 or float32 array; got {_describe(theta)}")
         n_features = check.integer(n_features, "n_features")
@@ -81,19 +53,37 @@ class Model:
             return self.settings[name]
         raise AttributeError(f"'Model' object has no attribute {name!r}")
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         s = self.settings
-        return (f"Model(n_features={self.n_features}, hidden={self.hidden}, n_classes={self.n_classes}, "
-                f"activation={s['activation']!r}, output={s['output']!r}, dtype={self.dtype.name})")
+        parts = [f"{self.n_features} -> {self.hidden} {s.get('activation', '?')} -> {self.n_classes} "
+                 f"{s.get('output', '?')}", self.dtype.name, f"{self.theta.size} parameters"]
+        parts += [f"{name}={s[name]:g}" for name in ("lr", "reg") if isinstance(s.get(name), (int, float))]
+        if s.get("reduction", "sum") != "sum":
+            parts.append(f"reduction={s['reduction']!r}")
+        if s.get("batch_size") is not None:
+            parts.append(f"batch_size={s['batch_size']}")
+        if "passes" in s:
+            parts.append(f"{s['passes']} passes")
+        if "seed" in s:
+            parts.append(f"seed {s['seed']}")
+        if s.get("backend", "numba") != "numba":
+            parts.append(f"backend={s['backend']!r}")
+        return f"Model({', '.join(parts)})"
 
     def _parts(self):
         return reference.split(self.theta, self.n_features, self.hidden, self.n_classes)
 
-    def _dims(self):
-        return kernels.dims(self.n_features)
+    def _engine(self, n):
+        s = self.settings
+        return engine.plan(s["backend"], s["activation"], s["output"], self.dtype, self.n_features, self.n_classes,
+                           n, n)
 
-    def _codes(self):
-        return check.ACTIVATIONS[self.settings["activation"]], check.OUTPUTS[self.settings["output"]]
+    def _evaluate(self, run, X, y, P):
+        """The loss on (X, y) (y may be empty: no loss) and the outputs into P (may have no rows)."""
+        theta = self.theta if self.theta.flags.writeable else self.theta.copy()  # one compiled signature
+        with np.errstate(all="ignore"):
+            return run(X, y, _NO_ORDER, theta, self._parts(), 0, X.shape[0], 1.0, self.settings["reg"], False,
+                       y.shape[0] > 0, P)[1]
 
     def _X(self, X):
         return check.features(X, self.dtype, n_features=self.n_features)
@@ -107,187 +97,85 @@ class Model:
                              f"(max |X| = {np.abs(X).max():.3g}); scale the features as in training")
         return value
 
-    def _outputs(self, X):
-        _, _, forward, slots, lock = engine(self.settings["backend"], X.shape[0])
+    def _budget(self, X, slots, extra, labels=False):
+        """Check that a call on X fits in memory: ``extra`` bytes per row besides the kernels' own needs."""
+        (n, d), h, k, backend = X.shape, self.hidden, self.n_classes, self.settings["backend"]
+        nbytes = n * extra + call_bytes(n, d, h, k, self.dtype, backend, slots, labels)
+        fixed = call_bytes(0, d, h, k, self.dtype, backend, slots, labels)  # what fewer rows cannot reduce
+        check.memory(nbytes, f"X with {n} rows, for a model of {h} hidden units and {k} classes,",
+                     "pass fewer rows at a time" if 2 * fixed < nbytes else
+                     f"the model's work buffers alone need {fixed / 1e9:.3g} GB: use a machine with more memory")
+
+    def _outputs(self, X, extra=0):
+        run = self._engine(X.shape[0])
+        self._budget(X, run.slots, self.n_classes * (self.dtype.itemsize + 1) + extra)
         P = np.empty((X.shape[0], self.n_classes), self.dtype)
-        with lock, np.errstate(all="ignore"):
-            forward(X, self.theta, self.hidden, self._dims(), *self._codes(), slots, P)
+        self._evaluate(run, X, _NO_LABELS, P)
         return self._finite(P, X, "outputs")
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: ArrayLike) -> NDArray[np.floating]:
         """Class probabilities (n, k); sigmoid outputs are normalised to sum to 1 per row."""
-        P = self._outputs(self._X(X))
+        P = self._outputs(self._X(X), extra=2 * self.dtype.itemsize)
         if self.settings["output"] == "sigmoid":
             P /= np.maximum(P.sum(axis=1, keepdims=True), np.finfo(P.dtype).tiny)
         return P
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> NDArray[np.int64]:
         """Most probable class per row (n,), int64."""
-        return np.argmax(self._outputs(self._X(X)), axis=1)
+        return np.argmax(self._outputs(self._X(X), extra=8), axis=1)
 
-    def loss(self, X, y):
+    def loss(self, X: ArrayLike, y: ArrayLike) -> float:
         """The training objective: (data loss + reg/2 (|W1|^2 + |W2|^2)) / n (the tutorial's calculate_loss)."""
         X = self._X(X)
         y, _ = check.labels(y, X.shape[0], n_classes=self.n_classes)
-        _, loss, _, slots, lock = engine(self.settings["backend"], X.shape[0])
-        with lock, np.errstate(all="ignore"):
-            value = float(loss(X, y, self.theta, self.hidden, self._dims(), self.settings["reg"],
-                               *self._codes(), slots))
+        run = self._engine(X.shape[0])
+        self._budget(X, run.slots, 0, labels=True)
+        value = self._evaluate(run, X, y, np.empty((0, self.n_classes), self.dtype))
         return self._finite(value, X, "loss")
 
-    def score(self, X, y):
+    def score(self, X: ArrayLike, y: ArrayLike) -> float:
         """Accuracy: the fraction of rows whose predicted class is y."""
         X = self._X(X)
         y, _ = check.labels(y, X.shape[0], n_classes=self.n_classes)
-        return float(np.mean(self.predict(X) == y))
+        return float(np.mean(np.argmax(self._outputs(X, extra=9), axis=1) == y))
 
-    def save(self, path):
+    def save(self, path: modelfile.Path | IO[bytes]) -> None:
         """Write the parameters and settings to an .npz file (plain arrays and a JSON string, no pickle).
 
         The file is written under a temporary name in the same folder and renamed into place, so that an
-        interrupted save leaves the previous file (or none), never a partial one.
+        interrupted save leaves the previous file (or none), never a partial one; saving over a file keeps
+        its permissions. A model with non-finite parameters is refused (ValueError): it could not be used.
         """
-        try:  # fail here, not when the file is read back
-            _settings(self.settings)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"settings cannot be saved: {e}") from None
-        theta = np.ascontiguousarray(self.theta)
-        history = np.ascontiguousarray(self.loss_history, dtype=np.float64)
-        meta = dict(format=FORMAT, n_features=self.n_features, n_classes=self.n_classes,
-                    dtype=theta.dtype.name, settings=self.settings)
-        meta = json.dumps(dict(meta, sha256=_digest(meta, theta, history)), default=_plain)
-        if hasattr(path, "write"):
-            np.savez(path, theta=theta, loss_history=history, meta=np.array(meta))
-            return
-        path = os.fspath(path)
-        tmp = f"{path}.{secrets.token_hex(6)}.tmp"
-        try:
-            with open(tmp, "xb") as f:  # an open file: np.savez would otherwise append .npz to the name
-                np.savez(f, theta=theta, loss_history=history, meta=np.array(meta))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        modelfile.save(self, path)
 
 
-def _plain(value):
-    """JSON for NumPy scalars in settings (an estimator may pass np.float64(0.01))."""
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"settings hold {type(value).__name__}, which a model file cannot store")
+def call_bytes(n: int, d: int, h: int, k: int, dtype: np.dtype, backend: str, slots: int, labels: bool) -> int:
+    """Bytes that an evaluation over n rows (forward, or with labels the loss) allocates besides its output.
+
+    The engine's buffers for a batch of n (engine.work_bytes), a copy of read-only parameters, and the
+    labels. The NumPy twin also computes the whole batch as one block (d + 2h + 2k + 2 rows of n) with, at
+    its peak, a few (h, n) or (k, n) temporaries: counted as eight in float64, and a few per-row vectors.
+    """
+    itemsize = np.dtype(dtype).itemsize
+    nbytes = engine.work_bytes(n, d, h, k, max(n, 1), dtype, slots) + reference.size(d, h, k) * itemsize
+    nbytes += n * 8 * (2 if labels else 0)
+    if backend == "numpy":
+        nbytes += n * ((d + 2 * h + 2 * k + 2) * itemsize + 8 * max(h, k) * 8 + 8 * 8)
+    return nbytes
 
 
-def _digest(meta, theta, history):
-    """SHA-256 of the metadata (canonical JSON, without the digest), theta and loss_history bytes."""
-    h = hashlib.sha256(json.dumps(meta, sort_keys=True, default=_plain).encode())
-    for a in (theta, history):
-        h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
+def load(path: modelfile.Path | IO[bytes]) -> Model:
+    """Read a Model written by Model.save.
+
+    Nothing is unpickled, and every array's name, dtype and shape (from its header, before it is read),
+    every setting and a SHA-256 of the contents are checked: a truncated, tampered or foreign file raises
+    ValueError, a missing one FileNotFoundError; a model too large for the memory available raises
+    ValueError before it is read.
+    """
+    theta, d, h, settings, history = modelfile.read(path)
+    return Model(theta, d, h, settings, history)
 
 
 def _describe(a):
     return (f"{type(a).__name__} of dtype {a.dtype} and shape {a.shape}" if isinstance(a, np.ndarray)
             else type(a).__name__)
-
-
-def _header(f, name):
-    """(shape, dtype) from an .npy member's header, read before its data so that no size is trusted."""
-    with f.zip.open(name + ".npy") as member:
-        version = np.lib.format.read_magic(member)
-        read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-        if version not in read:
-            raise ValueError(f"{name} has .npy version {version}")
-        shape, _, dtype = read[version](member)
-    return shape, dtype
-
-
-def _read(file):
-    """The three arrays of a model file, each checked for dtype and shape before its data is read."""
-    start = file.read(4)
-    file.seek(-len(start), os.SEEK_CUR)
-    if start != b"PK\x03\x04":  # np.load would take anything else for a pickle or an .npy file
-        raise ValueError(f"not an .npz archive (it starts with {start!r})")
-    with np.load(file, allow_pickle=False) as f:
-        if sorted(f.files) != sorted(ARRAYS):
-            raise ValueError(f"arrays {sorted(f.files)}, expected {', '.join(ARRAYS)}")
-        expect = dict(theta=lambda s, t: len(s) == 1 and t.name in check.DTYPES and t.isnative
-                      and s[0] <= check.MAX_PARAMETERS,
-                      loss_history=lambda s, t: len(s) == 2 and s[1] == 2 and t == np.float64 and t.isnative
-                      and s[0] <= check.MAX_PARAMETERS,
-                      meta=lambda s, t: s == () and t.kind == "U" and t.itemsize <= 4 * _MAX_META)
-        for name, ok in expect.items():
-            shape, dtype = _header(f, name)
-            if not ok(shape, dtype):
-                raise ValueError(f"{name} has dtype {dtype} and shape {shape}")
-        return f["theta"], f["loss_history"], str(f["meta"][()])
-
-
-def _settings(s):
-    """The stored settings, each checked as train() checks it."""
-    if not isinstance(s, dict) or set(s) != set(SETTINGS):
-        raise ValueError(f"settings {sorted(s) if isinstance(s, dict) else s!r}, expected {sorted(SETTINGS)}")
-    check.integer(s["hidden"], "hidden")
-    check.choice(s["activation"], "activation", check.ACTIVATIONS)
-    check.choice(s["output"], "output", check.OUTPUTS)
-    check.choice(s["reduction"], "reduction", check.REDUCTIONS)
-    check.choice(s["backend"], "backend", check.BACKENDS)
-    check.real(s["lr"], "lr", strict=True)
-    check.real(s["reg"], "reg")
-    check.integer(s["passes"], "passes", minimum=0)
-    check.integer(s["seed"], "seed", minimum=0, maximum=2**32 - 1)
-    if s["batch_size"] is not None:
-        check.integer(s["batch_size"], "batch_size")
-    return s
-
-
-def load(path):
-    """Read a Model written by Model.save.
-
-    Nothing is unpickled, and every array's name, dtype and shape, every setting and a SHA-256 of the
-    contents are checked: a truncated, tampered or foreign file raises ValueError, a missing one
-    FileNotFoundError.
-    """
-    if isinstance(path, (str, bytes, os.PathLike)):
-        with open(path, "rb") as file:  # a missing or unreadable file raises its own OSError here
-            return _load(file, repr(os.fspath(path)))
-    if not hasattr(path, "read"):
-        raise TypeError(f"path must be a file name or an open binary file; got {type(path).__name__}")
-    return _load(path, repr(path))
-
-
-def _load(file, name):
-    try:
-        theta, history, text = _read(file)
-        if len(text) > _MAX_META:
-            raise ValueError(f"metadata of {len(text)} characters")
-        meta = json.loads(text)
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise ValueError(f"no {FORMAT} metadata")
-        if set(meta) != set(META):
-            raise ValueError(f"metadata keys {sorted(meta)}, expected {sorted(META)}")
-        s = _settings(meta["settings"])
-        d, h = check.integer(meta["n_features"], "n_features"), s["hidden"]
-        k = check.integer(meta["n_classes"], "n_classes", minimum=2)
-        if theta.dtype.name != meta["dtype"] or theta.size != d * h + h + h * k + k:
-            raise ValueError(f"theta has dtype {theta.dtype} and {theta.size} values; the metadata says "
-                             f"{meta['dtype']!s:.20} and {d * h + h + h * k + k} ({d} inputs, {h} hidden, "
-                             f"{k} classes)")
-        if not (np.isfinite(theta).all() and np.isfinite(history).all()):
-            raise ValueError("theta or loss_history is not finite")
-        digest = meta.pop("sha256")
-        if digest != _digest(meta, theta, history):
-            raise ValueError("its contents do not match their SHA-256 (the file was altered or damaged)")
-    except Exception as e:  # any failure to parse a foreign file is that file's fault, reported as one
-        raise ValueError(f"path {name} is not a valid fastnn model file: "
-                         f"{type(e).__name__}: {_one_line(e)}") from None
-    return Model(np.ascontiguousarray(theta), d, h, s, history)
-
-
-def _one_line(e):
-    return " ".join(str(e).split())[:300]

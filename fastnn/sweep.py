@@ -1,18 +1,37 @@
-"""sweep(): many independent trainings, on a thread pool or on any concurrent.futures.Executor."""
+"""sweep(): many independent trainings, on a thread pool or on any concurrent.futures.Executor.
+
+Stopping. Every run gets a stop flag that train() checks between kernel calls (each at most about 0.15 s
+of work). On Ctrl-C, a failed run or the caller's own ``stop``, the sweep sets that flag, cancels the runs
+not started yet, and waits for the running ones to stop before it raises. The flag is a threading.Event
+for threads of this process (the default pool, or any ThreadPoolExecutor) and a dask.distributed.Event for
+a Dask cluster's executor; other executors have no channel to their workers, so there the runs not started
+are cancelled and the running ones finish on their own.
+"""
+
+from __future__ import annotations
 
 import csv
 import itertools
 import json
 import numbers
 import os
+import secrets
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Executor, ThreadPoolExecutor, wait
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 from tqdm.auto import tqdm
 
 from . import _validate as check
-from .train import DivergenceError, train
+from . import engine, reference
+from .errors import Cancelled, DivergenceError, SweepError
+from .model import call_bytes
+from .train import train
+
+__all__ = ["sweep", "SweepResult", "SweepError"]
 
 COLUMNS = ("hidden", "reg", "seed", "passes", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
            "seconds")
@@ -23,20 +42,44 @@ _OWN = {"seed": "pass seeds= instead", "n_threads": "every run uses the serial k
         "init": "every run starts from the seeded initialisation"}
 
 
-class SweepError(RuntimeError):
-    """A run of a sweep failed; ``config`` is its (hidden, reg, seed), the cause is chained."""
+# How often the main thread looks at the caller's stop flag while it waits for runs, and how often a run
+# on a Dask worker asks the scheduler whether its Event is set (each ask is a round trip): well within
+# the second in which a sweep should stop.
+_POLL = 0.1
+# The longest wait for running threads to stop once their flag is set; they stop within a kernel call.
+_STOP_WAIT = 10.0
 
-    def __init__(self, config, error):
-        self.config = config
-        hidden, reg, seed = config
-        super().__init__(f"run hidden={hidden}, reg={reg}, seed={seed} failed: {type(error).__name__}: {error}")
+
+class _Bar(tqdm):
+    # No monitor thread: tqdm otherwise starts one with its first bar and keeps it for the process's life.
+    monitor_interval = 0
 
 
-def _run(X, y, X_test, y_test, hidden, reg, seed, passes, kwargs):
-    """One run of the grid, on a thread or a remote worker: train and score; plain arrays in, a row out."""
+class _Throttled:
+    """A stop flag asked at most every ``interval`` seconds; once set, it stays set."""
+
+    def __init__(self, flag, interval):
+        self.flag, self.interval, self.next, self.set = flag, interval, 0.0, False
+
+    def is_set(self):
+        now = time.monotonic()
+        if not self.set and now >= self.next:
+            self.set, self.next = bool(self.flag.is_set()), now + self.interval
+        return self.set
+
+
+def _run(X, y, X_test, y_test, hidden, reg, seed, passes, kwargs, stop=None, poll=0.0):
+    """One run of the grid, on a thread or a remote worker: train and score; plain arrays in, a row out.
+
+    stop: the sweep's flag (None: no flag), asked at most every ``poll`` seconds if poll > 0.
+    """
+    if stop is not None and poll > 0:
+        stop = _Throttled(stop, poll)
+    if stop is not None and stop.is_set():  # a run that a worker took up after the sweep stopped
+        raise Cancelled("the sweep was stopped before this run began", at=0)
     start = time.perf_counter()
-    # n_threads=1: the serial nogil kernels, which many threads may run at once (DESIGN.md)
-    model = train(X, y, hidden, passes=passes, reg=reg, seed=seed, n_threads=1, **kwargs)
+    # n_threads=1: the serial nogil kernels, which many threads may run at once (docs/DESIGN.md)
+    model = train(X, y, hidden, passes=passes, reg=reg, seed=seed, n_threads=1, stop=stop, **kwargs)
     seconds = time.perf_counter() - start
     tested = X_test is not None
     return dict(hidden=hidden, reg=reg, seed=seed, passes=passes,
@@ -53,24 +96,24 @@ class SweepResult:
     (None without a test set), seconds (of training) and model (the trained ``fastnn.Model``).
     """
 
-    def __init__(self, rows):
+    def __init__(self, rows: Iterable[dict[str, Any]]):
         self.rows = list(rows)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.rows)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self.rows)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"SweepResult({len(self.rows)} runs)"
 
     @property
-    def tested(self):
+    def tested(self) -> bool:
         """Whether the runs were scored on a test set."""
         return bool(self.rows) and self.rows[0]["test_loss"] is not None
 
-    def best(self, metric=None):
+    def best(self, metric: str | None = None) -> dict[str, Any]:
         """The row with the best ``metric`` (default: test_loss, or train_loss without a test set).
 
         Losses and seconds are minimised, accuracies maximised; ties go to the first row in grid order.
@@ -85,11 +128,11 @@ class SweepResult:
             raise ValueError("the sweep has no rows")
         return METRICS[metric](self.rows, key=lambda row: row[metric])
 
-    def records(self):
+    def records(self) -> list[dict[str, Any]]:
         """The rows without their models: plain numbers, ready for JSON or a DataFrame."""
         return [{c: row[c] for c in COLUMNS} for row in self.rows]
 
-    def table(self):
+    def table(self) -> str:
         """A text table of the rows, one line per run."""
         head = ("hidden", "reg", "seed", "passes", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")
         fmt = ("{:d}", "{:g}", "{:d}", "{:d}", "{:.6f}", "{:.4f}", "{:.6f}", "{:.4f}", "{:.3f}")
@@ -98,14 +141,14 @@ class SweepResult:
         widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(head)]
         return "\n".join("  ".join(v.rjust(w) for v, w in zip(line, widths)) for line in [head, *cells])
 
-    def to_csv(self, path):
+    def to_csv(self, path: str | os.PathLike) -> None:
         """Write the rows, without the models, as CSV (empty cells for a missing test set)."""
         with open(path, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=COLUMNS)
             writer.writeheader()
             writer.writerows({c: ("" if v is None else v) for c, v in r.items()} for r in self.records())
 
-    def to_json(self, path):
+    def to_json(self, path: str | os.PathLike) -> None:
         """Write the rows, without the models, as a JSON list of objects (null for a missing test set)."""
         with open(path, "w") as f:
             json.dump(self.records(), f, indent=1)
@@ -123,19 +166,67 @@ def _grid_values(values, name, convert):
     return values
 
 
-def _seed(value, name):
-    value = check.integer(value, name, minimum=0)
-    if value >= 2**32:  # RandomState's range
-        raise ValueError(f"{name} must be integers in 0..{2**32 - 1}; got {value}")
-    return value
-
-
 def _cores():
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def sweep(X, y, hidden=(1, 2, 3, 4, 5, 20, 50), *, reg=(0.01,), seeds=(0,), test=None, passes=20000,
-          executor=None, n_jobs=None, progress=True, **train_kwargs):
+def _flags(executor):
+    """(the flag the sweep sets, what each run is given to read it, seconds between a run's asks).
+
+    Threads of this process share a threading.Event; a Dask executor's runs get a dask.distributed.Event
+    by name, asked through the scheduler; any other executor gets none (see the module's docstring).
+    """
+    if executor is None or isinstance(executor, ThreadPoolExecutor):
+        flag = threading.Event()
+        return flag, flag, 0.0
+    client = getattr(executor, "_client", None)
+    if type(executor).__module__.split(".")[0] == "distributed" and client is not None:
+        from distributed import Event
+
+        flag = Event(f"fastnn-sweep-{secrets.token_hex(8)}", client=client)
+        return flag, flag, _POLL
+    return None, None, 0.0
+
+
+def _stop(futures, flag, pool):
+    """Set the runs' flag, cancel the runs not started, and wait (briefly) for this process's running
+    threads to stop."""
+    if flag is not None:
+        try:
+            flag.set()
+        except Exception:  # a scheduler gone away: the error being raised says more than this one
+            pass
+    for future in futures:
+        future.cancel()
+    if pool is not None:
+        pool.shutdown(wait=False, cancel_futures=True)
+    if isinstance(flag, threading.Event):
+        wait([f for f in futures if not f.done()], timeout=_STOP_WAIT)
+
+
+def _budget(X, X_test, k, hidden, grid, jobs, kwargs, local):
+    """Check that the models of every run, and the runs working at the same time here, fit in memory."""
+    d, dtype = X.shape[1], X.dtype
+    n = max(X.shape[0], 0 if X_test is None else X_test.shape[0])
+    kept = sum(reference.size(d, h, k) * dtype.itemsize for h, _, _ in grid)
+    h = max(hidden)
+    batch = min(kwargs.get("batch_size") or X.shape[0], X.shape[0])
+    # A run: its parameters and the engine's buffers for training, then for scoring, and the outputs.
+    run = (reference.size(d, h, k) * dtype.itemsize + engine.work_bytes(X.shape[0], d, h, k, batch, dtype, 1)
+           + call_bytes(n, d, h, k, dtype, kwargs.get("backend", "numba"), 1, True) + n * k * (dtype.itemsize + 1))
+    runs = f"{len(grid)} runs, {jobs} at a time, and their models" if local else f"the models of {len(grid)} runs"
+    what = f"hidden={list(hidden)} ({runs})"
+    if k > h:  # named by the larger of the two, which is what a typo made large
+        what = f"n_classes={k} with {what}"
+    check.memory(kept + (jobs * run if local else 0), what,
+                 "sweep fewer or smaller networks" + (", or set n_jobs lower" if local else ""))
+
+
+def sweep(X: ArrayLike, y: ArrayLike, hidden: int | Sequence[int] = (1, 2, 3, 4, 5, 20, 50), *,
+          reg: float | Sequence[float] = (0.01,), seeds: int | Sequence[int] = (0,),
+          test: float | tuple[ArrayLike, ArrayLike] | None = None, passes: int = 20000,
+          executor: Executor | None = None, n_jobs: int | None = None, progress: bool = True,
+          stop: Any = None, **train_kwargs: Any) -> SweepResult:
     """Train every combination of hidden size, L2 strength and seed, and score each model.
 
     Parameters
@@ -158,6 +249,8 @@ def sweep(X, y, hidden=(1, 2, 3, 4, 5, 20, 50), *, reg=(0.01,), seeds=(0,), test
         Threads of the default pool (default: all cores); each runs the serial nogil kernels.
     progress : bool
         A progress bar over the runs (shown only on a terminal).
+    stop : object with ``is_set()``, optional
+        A flag (threading.Event) that stops the sweep when set: checked every 0.1 s while runs are going.
     **train_kwargs
         Passed to every ``fastnn.train`` call (lr, activation, output, reduction, batch_size, dtype,
         backend, loss_every, n_classes).
@@ -172,11 +265,16 @@ def sweep(X, y, hidden=(1, 2, 3, 4, 5, 20, 50), *, reg=(0.01,), seeds=(0,), test
     ------
     SweepError
         When a run fails: names its (hidden, reg, seed), with the worker's error as the cause.
+    Cancelled
+        When ``stop`` is set. On Ctrl-C the sweep stops its runs (see the module's docstring) and
+        re-raises KeyboardInterrupt.
     """
     hidden = _grid_values(hidden, "hidden", check.integer)
     regs = _grid_values(reg, "reg", check.real)
-    seeds = _grid_values(seeds, "seeds", _seed)
+    seeds = _grid_values(seeds, "seeds", check.seed)
     passes = check.integer(passes, "passes")
+    if stop is not None and not callable(getattr(stop, "is_set", None)):
+        raise TypeError(f"stop must have an is_set() method, as threading.Event has; got {type(stop).__name__}")
     for name in train_kwargs:
         if name in _OWN:
             raise TypeError(f"sweep() sets {name} itself: {_OWN[name]}")
@@ -190,7 +288,7 @@ def sweep(X, y, hidden=(1, 2, 3, 4, 5, 20, 50), *, reg=(0.01,), seeds=(0,), test
     X_test = y_test = None
     if isinstance(test, (tuple, list)) and len(test) == 2:
         X_test = check.features(test[0], dtype, name="X_test", n_features=X.shape[1])
-        y_test, _ = check.labels(test[1], X_test.shape[0], name="y_test", n_classes=k)
+        y_test, _ = check.labels(test[1], X_test.shape[0], name="y_test", n_classes=k, x_name="X_test")
     elif isinstance(test, numbers.Real) and not isinstance(test, (bool, np.bool_)):
         if not 0 < test < 1:
             raise ValueError(f"test must be a fraction in (0, 1) or an (X_test, y_test) pair; got {test!r}")
@@ -200,6 +298,10 @@ def sweep(X, y, hidden=(1, 2, 3, 4, 5, 20, 50), *, reg=(0.01,), seeds=(0,), test
     elif test is not None:
         raise TypeError(f"test must be None, a fraction in (0, 1) or an (X_test, y_test) pair; got {test!r}")
     kwargs = dict(train_kwargs, n_classes=k)  # the split may leave a class out of y; the models keep K
+    grid = list(itertools.product(hidden, regs, seeds))
+    local = executor is None or isinstance(executor, ThreadPoolExecutor)
+    jobs = min(n_jobs if executor is None else getattr(executor, "_max_workers", n_jobs), len(grid))
+    _budget(X, X_test, k, hidden, grid, jobs, kwargs, local)
 
     # One pass of the first run, here: bad train_kwargs raise train's own error before anything is sent
     # out, and the kernels are compiled (or loaded) once, not by every thread at the same time. Whether a
@@ -209,29 +311,34 @@ def sweep(X, y, hidden=(1, 2, 3, 4, 5, 20, 50), *, reg=(0.01,), seeds=(0,), test
     except DivergenceError:
         pass
 
-    grid = list(itertools.product(hidden, regs, seeds))
     # A run costs about hidden x passes: the largest go first so that the workers finish together.
     order = sorted(range(len(grid)), key=lambda i: -grid[i][0])
-    pool = ThreadPoolExecutor(min(n_jobs, len(grid)), thread_name_prefix="fastnn-sweep") if executor is None else None
+    flag, remote, poll = _flags(executor)
+    pool = ThreadPoolExecutor(jobs, thread_name_prefix="fastnn-sweep") if executor is None else None
     runner = executor if executor is not None else pool
     rows, futures = [None] * len(grid), {}
     try:
-        with tqdm(total=len(grid), unit="run", desc="sweep", disable=None if progress else True) as bar:
+        with _Bar(total=len(grid), unit="run", desc="sweep", disable=None if progress else True) as bar:
             for i in order:
                 h, r, s = grid[i]
-                futures[runner.submit(_run, X, y, X_test, y_test, h, r, s, passes, kwargs)] = i
-            for future in as_completed(futures):
-                i = futures[future]
-                try:
-                    rows[i] = future.result()
-                except Exception as e:
-                    raise SweepError(grid[i], e) from e
-                bar.update()
-    except BaseException:  # a failed run or Ctrl-C: drop the runs not started yet
-        for future in futures:
-            future.cancel()
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+                flagged = (remote, poll) if remote is not None else ()
+                futures[runner.submit(_run, X, y, X_test, y_test, h, r, s, passes, kwargs, *flagged)] = i
+            pending = set(futures)
+            while pending:
+                # A timed wait, so that Ctrl-C and the caller's stop are seen at once on every platform
+                done, pending = wait(pending, timeout=_POLL, return_when=FIRST_COMPLETED)
+                for future in done:
+                    i = futures[future]
+                    try:
+                        rows[i] = future.result()
+                    except Exception as e:
+                        raise SweepError(grid[i], e) from e
+                    bar.update()
+                if stop is not None and stop.is_set():
+                    finished = sum(row is not None for row in rows)
+                    raise Cancelled(f"the sweep was stopped after {finished} of {len(grid)} runs")
+    except BaseException:  # a failed run, the caller's stop or Ctrl-C: stop every run before raising
+        _stop(futures, flag, pool)
         raise
     if pool is not None:
         pool.shutdown()

@@ -1,12 +1,39 @@
-"""train(): validate, initialise, run the kernels in chunks of passes, return a Model."""
+"""train(): validate, initialise, run the kernels in chunks of passes while watching the loss, return a Model."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
+from numpy.typing import ArrayLike
 from tqdm.auto import tqdm
 
 from . import _validate as check
-from . import kernels
+from . import engine, reference
 from .errors import Cancelled, DivergenceError
-from .model import Model, engine
+from .model import Model
+
+# A loss this many times the larger of its start and the trivial loss (see _trivial_loss), at any check,
+# is divergence even while it is finite: relu runs with too large a step grow their weights geometrically
+# and would otherwise run on for hours, and make_moons(1_000_000) with the summed gradient reaches 1e5 in
+# a few passes. In a survey of 1,700 runs (make_moons, iris, digits, circles, blobs; every activation and
+# output, both reductions, steps from 0.01 to 20 on the mean loss) the runs that went on to end below their
+# start rose at most 220x that bound on the way. A run that merely stays above it (its units saturated)
+# looks like those on the way to recovery, so it is judged at its end (see _Monitor.finish).
+EXPLODED = 1000.0
+
+# Work per kernel call, in multiply-adds (n (dh + hk + h + k) per pass) plus a fixed cost per update
+# (about 1e4 multiply-adds' worth with theta.size extra): measured at 0.5 to 2.7 ns each on one core, a call
+# then takes about 0.15 s at most, so that Ctrl-C, a stop flag and the progress bar are served between
+# calls, while the tutorial case still does its 1000 passes between loss records in one call.
+_CHUNK_WORK = 5e7
+_UPDATE_WORK = 1e4
+
+
+class Flag(Protocol):
+    def is_set(self) -> bool: ...
 
 
 class _Bar(tqdm):
@@ -15,24 +42,7 @@ class _Bar(tqdm):
     monitor_interval = 0
 
 
-# A loss this many times its value at the start of the run (or than 1, if that is more) is taken as
-# divergence even while it is still finite: relu runs with too large a step grow their weights
-# geometrically (make_moons(20000), relu, "sum", lr 0.01 reaches a loss of 1e24 by pass 1000) and would
-# otherwise run on for hours. Runs that went on to converge rose at most about 8x between checkpoints in a
-# survey of make_moons, iris, digits and circles over activations, reductions and step sizes.
-EXPLODED = 1e6
-
-# A run from a fresh initialisation that ends with a loss this many times its initial one made the
-# network worse than random weights: its step was too large (make_moons(20000) with "sum" and lr 0.01 ends
-# near 10x, its tanh units saturated, finite forever). In the survey above and on noise labels, finished
-# runs that were not too large ended at most 1.04x their initial loss.
-ENDED_WORSE = 2.0
-# ... judged only on runs this long: the first steps of a run that goes on to converge may overshoot
-# (the tutorial's data with H = 50 is 2.05x its initial loss after 1 and 3 passes, fine after 10).
-ENDED_WORSE_AFTER = 100
-
-
-def init_params(d, h, k, seed, dtype):
+def init_params(d: int, h: int, k: int, seed: int, dtype) -> np.ndarray:
     """The tutorial's initialisation, flat: W1 = randn(d, h)/sqrt(d), b1 = 0, W2 = randn(h, k)/sqrt(h), b2 = 0."""
     rng = np.random.RandomState(seed)
     W1 = rng.randn(d, h) / np.sqrt(d)
@@ -40,7 +50,7 @@ def init_params(d, h, k, seed, dtype):
     return np.concatenate([W1.ravel(), np.zeros(h), W2.ravel(), np.zeros(k)]).astype(dtype)
 
 
-def orders(seed, first, count, n):
+def orders(seed: int, first: int, count: int, n: int) -> np.ndarray:
     """The sample orders of passes first..first+count-1 of a mini-batch run (count, n).
 
     Pass p visits the samples in the order of a hash of (seed, p, i) (the SplitMix64 finaliser), so
@@ -57,22 +67,36 @@ def orders(seed, first, count, n):
     return np.argsort(z, axis=1).astype(np.int64)
 
 
-# Work per kernel call, in multiply-adds (n (dh + hk + h + k) per pass) plus a fixed cost per update
-# (about 1e4 multiply-adds' worth with theta.size extra): measured at 0.5 to 2.7 ns each on one core, a call
-# then takes about 0.15 s at most, so that Ctrl-C and the progress bar are served between calls, while the
-# tutorial case still does its 1000 passes between loss records in one call.
-_CHUNK_WORK = 5e7
-_UPDATE_WORK = 1e4
+@dataclass(frozen=True)
+class Settings:
+    """train()'s hyperparameters, validated."""
+
+    hidden: int
+    passes: int
+    lr: float
+    reg: float
+    seed: int
+    activation: str
+    output: str
+    reduction: str
+    batch_size: int | None
+    backend: str
+    loss_every: int
+    shuffle: bool
+    n_threads: int | None
+
+    def stored(self, passes: int) -> dict[str, Any]:
+        """The settings a Model keeps (and a model file stores), after ``passes`` passes in all."""
+        return dict(activation=self.activation, output=self.output, reduction=self.reduction, lr=self.lr,
+                    reg=self.reg, passes=passes, seed=self.seed, batch_size=self.batch_size, backend=self.backend)
 
 
-def _passes_per_call(n, d, h, k, batch):
-    work = n * (d * h + h * k + h + k) + -(-n // batch) * (d * h + h + h * k + k + _UPDATE_WORK)
-    return max(1, int(_CHUNK_WORK // work))
-
-
-def train(X, y, hidden=3, *, passes=20000, lr=0.01, reg=0.01, seed=0, activation="tanh",
-          output="softmax", reduction="sum", batch_size=None, dtype=None, backend="numba",
-          loss_every=1000, progress=False, n_classes=None, n_threads=None, init=None, shuffle=True):
+def train(X: ArrayLike, y: ArrayLike, hidden: int = 3, *, passes: int = 20000, lr: float = 0.01,
+          reg: float = 0.01, seed: int = 0, activation: str = "tanh", output: str = "softmax",
+          reduction: str = "sum", batch_size: int | None = None, dtype=None, backend: str = "numba",
+          loss_every: int | None = None, progress: bool = False, n_classes: int | None = None,
+          n_threads: int | None = None, init: Model | None = None, shuffle: bool = True,
+          stop: Flag | None = None) -> Model:
     """Train a one-hidden-layer network by gradient descent.
 
     Parameters
@@ -101,10 +125,11 @@ def train(X, y, hidden=3, *, passes=20000, lr=0.01, reg=0.01, seed=0, activation
         Precision of data, weights and kernels; None keeps float32 X in float32, else float64.
     backend : {"numba", "numpy"}
         The Numba kernels, or the pure-NumPy reference (same numbers, slower).
-    loss_every : int
-        Record the training loss every this many passes (``Model.loss_history``).
+    loss_every : int, optional
+        Record the training loss every this many passes (``Model.loss_history``); default: about 100
+        records over the run (max(1, passes // 100)).
     progress : bool
-        Show a progress bar.
+        Show a progress bar, with the last loss.
     n_classes : int, optional
         K, when y need not show every class (default: max(y) + 1, and y must hold two classes).
     n_threads : int, optional
@@ -114,6 +139,8 @@ def train(X, y, hidden=3, *, passes=20000, lr=0.01, reg=0.01, seed=0, activation
     shuffle : bool
         With ``batch_size``: draw a fresh seeded order of the samples every pass (default), or take the
         mini-batches in the order of X (False).
+    stop : threading.Event or any object with ``is_set()``, optional
+        Checked between kernel calls (at least every ~0.15 s); when set, the run raises ``Cancelled``.
 
     Returns
     -------
@@ -122,101 +149,156 @@ def train(X, y, hidden=3, *, passes=20000, lr=0.01, reg=0.01, seed=0, activation
     Raises
     ------
     DivergenceError
-        When the parameters stop being finite (checked after every update); when the loss stops being
-        finite or exceeds EXPLODED (1e6) times max(its value at the start of the run, 1) (checked every
-        ``loss_every`` passes); or when a run of at least 100 passes from a fresh initialisation ends
-        with a loss above ENDED_WORSE (2) times its initial one, worse than random weights. The message gives the pass,
-        lr and reduction, and what to try.
+        When the run failed: its parameters stopped being finite (checked after every update); its loss
+        stopped being finite or rose above EXPLODED (1000) times the larger of its starting loss and the
+        loss of predicting the class frequencies (checked after passes 1, 2, 4, 8, ... and then every
+        ``loss_every`` passes, so a diverging run stops within a few passes); or it ended at or above the
+        loss of predicting the class frequencies and above its starting loss (with ``init``, the loss
+        of init's parameters on this data). The message gives the pass, lr and reduction, and what to try.
+    Cancelled
+        When ``stop`` was set.
     """
-    hidden = check.integer(hidden, "hidden")
-    passes = check.integer(passes, "passes")
-    loss_every = check.integer(loss_every, "loss_every")
-    lr = check.real(lr, "lr", strict=True)
-    reg = check.real(reg, "reg")
-    seed = check.integer(seed, "seed", minimum=0, maximum=2**32 - 1)  # RandomState's range
-    act = check.ACTIVATIONS[check.choice(activation, "activation", check.ACTIVATIONS)]
-    out = check.OUTPUTS[check.choice(output, "output", check.OUTPUTS)]
-    check.choice(reduction, "reduction", check.REDUCTIONS)
-    check.choice(backend, "backend", check.BACKENDS)
-    if batch_size is not None:
-        batch_size = check.integer(batch_size, "batch_size")
-    if not isinstance(shuffle, (bool, np.bool_)):
-        raise TypeError(f"shuffle must be True or False; got {shuffle!r}")
-    if n_threads is not None:
-        n_threads = check.integer(n_threads, "n_threads")
-    if init is not None and not isinstance(init, Model):
-        raise TypeError(f"init must be a fastnn.Model or None; got {type(init).__name__}")
+    s = _settings(hidden, passes, lr, reg, seed, activation, output, reduction, batch_size, backend, loss_every,
+                  shuffle, n_threads, init)
     dtype = check.dtype_of(dtype if init is None or dtype is not None else init.dtype, X)
     X = check.features(X, dtype)
     n, d = X.shape
     y, k = check.labels(y, n, n_classes=n_classes if init is None else init.n_classes)
-    check.network(d, hidden, k)
-    batch = n if batch_size is None else min(batch_size, n)
-    if init is not None:
-        if (init.n_features, init.hidden) != (d, hidden):
-            raise ValueError(f"init has {init.n_features} features and {init.hidden} hidden units; "
-                             f"X has {d} features and hidden={hidden}")
-        theta, offset, history = init.theta.astype(dtype), init.settings["passes"], [init.loss_history]
-    else:
-        theta, offset, history = init_params(d, hidden, k, seed, dtype), 0, []
+    if init is not None and (init.n_features, init.hidden) != (d, s.hidden):
+        raise ValueError(f"init has {init.n_features} features and {init.hidden} hidden units; "
+                         f"X has {d} features and hidden={s.hidden}")
+    batch = n if s.batch_size is None else min(s.batch_size, n)
+    run = engine.plan(s.backend, s.activation, s.output, X.dtype, d, k, n, batch, s.n_threads)
+    _check_memory(n, d, s.hidden, k, batch, X.dtype, run.slots, shuffled=s.batch_size is not None and s.shuffle)
+    theta = init_params(d, s.hidden, k, s.seed, X.dtype) if init is None else init.theta.astype(X.dtype)
+    done = 0 if init is None else init.settings["passes"]
+    history = _fit(run, X, y, theta, k, s, batch, done, progress, stop)
+    previous = [init.loss_history] if init is not None else []
+    return Model(theta, d, s.hidden, s.stored(done + s.passes), np.concatenate(previous + [history]))
 
-    run, _, _, slots, lock = engine(backend, batch, n_threads)
-    _, full_loss, _, loss_slots, loss_lock = engine(backend, n, n_threads)
-    shuffled = batch_size is not None and shuffle
-    no_order = np.empty((0, 0), np.int64)
-    dims = kernels.dims(d)
-    chunk = _passes_per_call(n, d, hidden, k, batch)
 
-    def current_loss():
-        # The NumPy twin would warn on overflow; a non-finite loss is reported by DivergenceError instead.
-        with loss_lock, np.errstate(all="ignore"):
-            return float(full_loss(X, y, theta, hidden, dims, reg, act, out, loss_slots))
+def _settings(hidden, passes, lr, reg, seed, activation, output, reduction, batch_size, backend, loss_every,
+              shuffle, n_threads, init) -> Settings:
+    """The hyperparameters, each checked (ValueError/TypeError naming it) before anything is allocated."""
+    passes = check.integer(passes, "passes")
+    if not isinstance(shuffle, (bool, np.bool_)):
+        raise TypeError(f"shuffle must be True or False; got {shuffle!r}")
+    if init is not None and not isinstance(init, Model):
+        raise TypeError(f"init must be a fastnn.Model or None; got {type(init).__name__}")
+    return Settings(
+        hidden=check.integer(hidden, "hidden"), passes=passes,
+        lr=check.real(lr, "lr", strict=True), reg=check.real(reg, "reg"), seed=check.seed(seed, "seed"),
+        activation=check.choice(activation, "activation", reference.ACTIVATIONS),
+        output=check.choice(output, "output", reference.OUTPUTS),
+        reduction=check.choice(reduction, "reduction", check.REDUCTIONS),
+        batch_size=None if batch_size is None else check.integer(batch_size, "batch_size"),
+        backend=check.choice(backend, "backend", check.BACKENDS),
+        loss_every=max(1, passes // 100) if loss_every is None else check.integer(loss_every, "loss_every"),
+        shuffle=bool(shuffle), n_threads=None if n_threads is None else check.integer(n_threads, "n_threads"))
 
-    def diverged(at, what):
-        if at == 0:
-            hint = f"the inputs overflow the network (max |X| = {np.abs(X).max():.3g}): scale the features"
-        elif reduction == "sum" and batch > 1:
-            hint = (f"with reduction='sum' the step grows with the number of samples (n={n}): use "
-                    f"reduction='mean' or an lr about {n}x smaller")
+
+def _check_memory(n, d, h, k, batch, dtype, slots, shuffled):
+    """Every allocation of the run, checked against the memory available before any is made."""
+    check.network(d, h, k, dtype, slots)
+    size = reference.size(d, h, k)
+    nbytes = engine.work_bytes(n, d, h, k, batch, dtype, slots) + size * np.dtype(dtype).itemsize
+    if shuffled:  # a chunk's sample orders and the hashes they are sorted from: at most 3 arrays of n int64
+        nbytes += 3 * 8 * n * max(1, _passes_per_call(n, d, h, k, batch))
+    check.memory(nbytes, f"training on X with {n} rows (hidden={h}, {k} classes)",
+                 "use fewer samples, a smaller batch_size, or fewer hidden units")
+
+
+def _passes_per_call(n, d, h, k, batch):
+    work = n * (d * h + h * k + h + k) + -(-n // batch) * (reference.size(d, h, k) + _UPDATE_WORK)
+    return max(1, int(_CHUNK_WORK // work))
+
+
+def _checkpoints(start, passes, loss_every):
+    """The passes (counted from the run's start) after which the loss is checked: 1, 2, 4, ... while below
+    loss_every, then every loss_every passes of the whole history, and the last pass."""
+    points = {p for p in (2**i for i in range(passes.bit_length())) if p < loss_every and p <= passes}
+    first = loss_every - start % loss_every
+    points.update(range(first, passes + 1, loss_every))
+    points.add(passes)
+    return sorted(points)
+
+
+def _fit(run, X, y, theta, k, s: Settings, batch, done, progress, stop):
+    """Run the passes in chunks, checking the loss at the checkpoints; returns the (pass, loss) records."""
+    n, d = X.shape
+    params = reference.split(theta, d, s.hidden, k)
+    shuffled = s.batch_size is not None and s.shuffle
+    no_order, no_outputs = np.empty((0, 0), np.int64), np.empty((0, k), X.dtype)
+    chunk = _passes_per_call(n, d, s.hidden, k, batch)
+
+    def call(first, passes, evaluate):
+        """Passes first..first+passes-1 of this run, then (evaluate) the loss: (passes completed, loss)."""
+        order = orders(s.seed, done + first, passes, n) if shuffled and passes else no_order
+        return run(X, y, order, theta, params, passes, batch, s.lr, s.reg, s.reduction == "mean", evaluate,
+                   no_outputs)
+
+    monitor = _Monitor(s, X, done, _trivial_loss(y, k, s.output), call(0, 0, True)[1])
+    records = [] if done else [(0, monitor.initial)]
+    at = 0
+    with _Bar(total=s.passes, unit="pass", disable=not progress, desc=f"train h={s.hidden}") as bar:
+        for point in _checkpoints(done, s.passes, s.loss_every):
+            while at < point:
+                if stop is not None and stop.is_set():
+                    raise Cancelled(f"training stopped after {done + at} passes", at=done + at)
+                step = min(chunk, point - at)
+                completed, loss = call(at, step, at + step == point)
+                if completed < step:
+                    monitor.diverged(done + at + completed + 1, "the parameters became NaN or inf")
+                at += step
+                bar.update(step)
+            monitor.check(done + at, loss)
+            bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+            if (done + at) % s.loss_every == 0 or at == s.passes:
+                records.append((done + at, loss))
+    monitor.finish(done + at, records[-1][1])
+    return np.array(records, float).reshape(-1, 2)
+
+
+def _trivial_loss(y, k, output):
+    """The data loss of predicting the class frequencies for every sample: what a network with zero weights
+    and the best biases gets, so a run that ends above it has done worse than learning nothing."""
+    f = np.bincount(y, minlength=k) / len(y)
+    if output == "softmax":
+        return float(-np.sum(f[f > 0] * np.log(f[f > 0])))
+    return float(0.5 * np.sum(f * (1 - f)))
+
+
+class _Monitor:
+    """The divergence rules of train(), applied to the losses at the checkpoints."""
+
+    def __init__(self, s: Settings, X, done, trivial, initial):
+        self.s, self.X, self.done, self.trivial, self.initial = s, X, done, trivial, initial
+        if not math.isfinite(initial):
+            self.diverged(done, f"the loss of the starting parameters is {initial}")
+
+    def check(self, at, loss):
+        if not math.isfinite(loss):
+            self.diverged(at, f"the loss became {loss}")
+        worst = max(self.initial, self.trivial)
+        if loss > EXPLODED * worst:
+            self.diverged(at, f"the loss grew from {self.initial:.4g} to {loss:.4g}")
+
+    def finish(self, at, loss):
+        if loss >= self.trivial and loss > self.initial:
+            self.diverged(at, f"the loss ended at {loss:.4g}, above its start ({self.initial:.4g}) and no better "
+                              f"than predicting the class frequencies ({self.trivial:.4g})")
+
+    def diverged(self, at, what):
+        s, n = self.s, self.X.shape[0]
+        scale = float(np.abs(self.X).max())
+        if at == self.done:
+            hint = f"the inputs overflow the network (max |X| = {scale:.3g}): scale the features"
+        elif scale > 1e4:
+            hint = f"the inputs are large (max |X| = {scale:.3g}): scale the features (e.g. StandardScaler)"
+        elif s.reduction == "sum" and (s.batch_size or n) > 1:
+            hint = (f"with reduction='sum' the step grows with the number of samples in a batch "
+                    f"({min(n, s.batch_size or n)}): use reduction='mean' or an lr that many times smaller")
         else:
             hint = "try a smaller lr"
-        raise DivergenceError(f"training diverged at pass {at}: {what} (lr={lr}, reduction={reduction!r}); "
-                              f"{hint}", at=at, lr=lr, reduction=reduction, n=n)
-
-    def record(at):
-        value = current_loss()
-        if not np.isfinite(value):
-            diverged(at, f"the loss became {value}")
-        if value > EXPLODED * max(start, 1.0):
-            diverged(at, f"the loss grew from {start:.4g} to {value:.4g}")
-        rows.append((at, value))
-
-    rows = []
-    # The loss the run starts from: measured on a fresh start, else the last one init recorded (maybe on
-    # other data, as a partial_fit's is: the floor of 1 in record() keeps that from mattering).
-    start = init.loss_history[-1, 1] if init is not None and len(init.loss_history) else 0.0
-    if init is None:
-        start = np.inf  # no limit while the initial loss itself is measured
-        record(0)
-        start = rows[0][1]
-    done = 0
-    with _Bar(total=passes, unit="pass", disable=not progress, desc=f"train h={hidden}") as bar:
-        while done < passes:
-            step = min(chunk, passes - done, loss_every - (done % loss_every))
-            order = orders(seed, offset + done, step, n) if shuffled else no_order
-            with lock:
-                completed = run(X, y, order, theta, hidden, dims, step, batch, lr, reg, reduction == "mean",
-                                act, out, slots)
-            if completed < step:
-                diverged(offset + done + completed + 1, "the parameters became NaN or inf")
-            done += step
-            bar.update(step)
-            if done % loss_every == 0 or done == passes:
-                record(offset + done)
-    if init is None and passes >= ENDED_WORSE_AFTER and rows[-1][1] > ENDED_WORSE * start:
-        diverged(offset + done, f"the loss ended at {rows[-1][1]:.4g}, {rows[-1][1] / start:.3g}x its initial "
-                 f"{start:.4g}")
-    settings = dict(activation=activation, output=output, reduction=reduction, lr=lr, reg=reg,
-                    passes=offset + passes, seed=seed, batch_size=batch_size, backend=backend)
-    history.append(np.array(rows, float).reshape(-1, 2))
-    return Model(theta, d, hidden, settings, np.concatenate(history))
+        raise DivergenceError(f"training diverged at pass {at}: {what} (lr={s.lr}, reduction={s.reduction!r}); "
+                              f"{hint}", at=at, lr=s.lr, reduction=s.reduction, n=n)

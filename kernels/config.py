@@ -1,16 +1,29 @@
-"""Compilation settings shared by every kernel, in one place (as stumpy's config.py)."""
+"""Compilation settings shared by every kernel, the on-disk cache, and how kernel variants are made."""
+
+import hashlib
+import os
+import types
 
 import numba
+from numba.core import compiler, cpu_options
+from numba.core import types as nbtypes
+from numba.core.caching import FunctionCache, NullCache
+from numba.extending import intrinsic
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: saves are not serialised between processes
+    fcntl = None
 
 # No 'nnan'/'ninf': a NaN or inf must reach the divergence check instead of being optimised away.
 # 'reassoc' lets LLVM vectorise the per-block reductions; 'contract' allows FMA.
 FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 
 # error_model='numpy' drops the ZeroDivisionError check that stops loops with a division from vectorising.
-JIT = dict(cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
+JIT = dict(nogil=True, error_model="numpy", fastmath=FASTMATH)
 
 # The elementary functions rely on an exact Cody-Waite reduction, which 'reassoc' or 'arcp' would undo.
-MATH_JIT = dict(JIT, fastmath={"nsz", "contract"})
+MATH_FASTMATH = {"nsz", "contract"}
 
 # Samples per block: the inner loops run over the samples of a block, so they vectorise for any hidden
 # size, and a block's buffers ((d + 2h + 3k + 2) rows of BLOCK values) stay in L1/L2.
@@ -20,7 +33,7 @@ BLOCK = 256
 BLOCK_BYTES = 1 << 16
 
 # Up to this many inputs the loop over inputs is compiled with a constant trip count, once per number of
-# inputs (each costs a compilation of its own, about 8 s, cached on disk); wider inputs share one.
+# inputs; wider inputs share one compilation that reads d at run time.
 UNROLL = 4
 
 # Samples per tile: the unit of parallel work. Each tile's gradient is a separate partial summed in tile
@@ -28,15 +41,135 @@ UNROLL = 4
 TILE = 32 * BLOCK
 
 
-def variant(func, suffix, calls=None, **options):
-    """Compile ``func`` again under another name, so that its on-disk cache entry is its own.
+def _source_digest():
+    """SHA-256 of every source file of the kernels: part of each cache key (see KernelCache)."""
+    digest = hashlib.sha256()
+    folder = os.path.dirname(os.path.abspath(__file__))
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".py"):
+            with open(os.path.join(folder, name), "rb") as f:
+                digest.update(name.encode() + b"\0" + f.read())
+    return digest.hexdigest()
 
-    calls: {global name: replacement} for the clone, e.g. the parallel variant of a helper it calls.
+
+SOURCE = _source_digest()
+
+
+class KernelCache(FunctionCache):
+    """Numba's on-disk cache, made safe for kernels that inline code from other files and for processes
+    that compile at the same time.
+
+    Numba keys a cached function by its own bytecode and checks its own file's time stamp only, so a kernel
+    that inlines tanh from elementwise.py would keep stale machine code after tanh is edited; and variants
+    made from one function by ``specialise`` differ only in their globals, which Numba's key leaves out.
+    The key here adds the digest of every kernel source file and the variant's name. Numba's save reads
+    the index, adds an entry and writes it back: two processes saving entries of one function at once could
+    leave the index naming the other's data file, so saves hold an exclusive lock on the cache folder.
     """
-    import types
 
-    clone = types.FunctionType(func.__code__, dict(func.__globals__, **(calls or {})), func.__name__ + suffix,
-                               func.__defaults__, func.__closure__)
-    clone.__qualname__ = func.__qualname__ + suffix
-    clone.__doc__ = func.__doc__
-    return numba.njit(**dict(JIT, **options))(clone)
+    def __init__(self, py_func, variant=""):
+        super().__init__(py_func)
+        self._variant = variant
+
+    def _index_key(self, sig, codegen):
+        return super()._index_key(sig, codegen) + (SOURCE, self._variant)
+
+    def has(self, sig, codegen):
+        """Whether machine code for this signature is on disk (what a call would load instead of compiling)."""
+        try:
+            return self._index_key(sig, codegen) in self._cache_file._load_index()
+        except Exception:  # an unreadable index: the call will compile
+            return False
+
+    def save_overload(self, sig, data):
+        if fcntl is None:
+            return super().save_overload(sig, data)
+        try:
+            lock = open(os.path.join(self._cache_path, "fastnn.lock"), "a")
+        except OSError:  # the folder cannot be written: Numba's save would fail (quietly) as well
+            return super().save_overload(sig, data)
+        with lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            super().save_overload(sig, data)
+
+
+def kernel(func, variant="", **options):
+    """``numba.njit(func)`` with JIT and ``options``, cached on disk through KernelCache."""
+    dispatcher = numba.njit(**dict(JIT, **options))(func)
+    try:
+        dispatcher._cache = KernelCache(dispatcher.py_func, variant)
+    except RuntimeError:  # no writable cache folder (read-only install, no home): compile every process
+        dispatcher._cache = NullCache()
+    return dispatcher
+
+
+def subroutine(func, returns, fastmath=FASTMATH):
+    """``func`` as a function that kernels call, compiled into each caller's machine code.
+
+    A Numba function called from another is compiled as a program of its own (wrappers for Python, machine
+    code) and then again inside its caller; a subroutine is compiled once per signature, into LLVM code
+    that its callers link and inline, which about halves the time a kernel takes to compile. It cannot be
+    called from Python (``kernel(func)`` can). returns: the Numba type it returns, or a function of the
+    argument types that gives it.
+    """
+    flags = compiler.Flags()
+    flags.nrt = False  # subroutines take arrays, never allocate: no reference counting
+    flags.error_model = "numpy"
+    flags.fastmath = cpu_options.FastMathOptions(set(fastmath))
+    # Subroutines are cached per code object within a process: a name of its own keeps variants apart.
+    func = types.FunctionType(func.__code__.replace(co_name=func.__qualname__, co_qualname=func.__qualname__),
+                              func.__globals__, func.__name__, func.__defaults__, func.__closure__)
+
+    def codegen(context, builder, sig, args):
+        cres = context.compile_subroutine(builder, func, sig, flags=flags.copy())
+        return context.call_internal(builder, cres.fndesc, sig, args)
+
+    def typer(typingctx, *args):
+        result = returns(*args) if callable(returns) and not isinstance(returns, nbtypes.Type) else returns
+        return result(*args), codegen
+
+    names = func.__code__.co_varnames[:func.__code__.co_argcount]
+    scope = {"typer": typer}
+    exec(f"def {func.__name__}(typingctx, {', '.join(names)}):\n    return typer(typingctx, {', '.join(names)})",
+         scope)
+    return intrinsic(scope[func.__name__])
+
+
+def stage(returns=nbtypes.none, **options):
+    """Mark a function of a kernel module as one that ``specialise`` compiles per variant: as a subroutine
+    that returns ``returns``, or, with njit ``options`` (inline="always"), as a Numba function."""
+    def mark(func):
+        func.jit_options = dict(options, returns=returns)
+        return func
+    return mark
+
+
+def specialise(module_globals, names, constants, tag, entries=(), options=None):
+    """Compile the functions ``names`` of a kernel module again, with ``constants`` as their globals.
+
+    Numba takes a global as a compile-time constant and prunes a branch such as ``if OUT == "softmax"``
+    before typing, so each variant compiles only its own activation, output and loop. The clones call one
+    another (a shared globals dict; constants may also hold kernels compiled before), and each has a name of
+    its own (``train__tanh_softmax_float64_d2_k2_block``), so each variant has cache files of its own.
+    entries: the names compiled as kernels that Python calls (cached on disk); the others become
+    subroutines, or Numba functions when marked inline="always". options: extra njit options by name
+    (parallel=True). Returns {name: compiled function} and {name: the clone, a plain Python function}.
+    """
+    scope = dict(module_globals, **constants)
+    compiled, clones = {}, {}
+    for name in names:
+        func = module_globals[name]
+        clone = types.FunctionType(func.__code__, scope, name, func.__defaults__, func.__closure__)
+        clone.__qualname__ = f"{func.__qualname__}__{tag}"
+        clone.__doc__ = func.__doc__
+        jit = dict(func.jit_options)
+        returns = jit.pop("returns")
+        if name in entries:
+            compiled[name] = kernel(clone, tag, **dict(jit, **(options or {}).get(name, {})))
+        elif jit:
+            compiled[name] = numba.njit(**dict(JIT, **jit))(clone)
+        else:
+            compiled[name] = subroutine(clone, returns)
+        clones[name] = clone
+    scope.update(compiled)
+    return compiled, clones

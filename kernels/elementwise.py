@@ -1,25 +1,26 @@
 """Vectorisable exp, tanh and sigmoid (llvmlite has no SVML here, so libm's would run one at a time).
 
 Each is written once and generated per dtype: the constants must carry the data's dtype, or a float32
-kernel would silently compute in float64. ``exp``, ``tanh`` and ``sigmoid`` dispatch on the argument's
-type at compile time; their accuracy against NumPy is bounded in tests/test_kernels.py.
+kernel would silently compute in float64. ``exp``, ``tanh``, ``sigmoid`` and the activations' derivatives
+dispatch on the argument's type at compile time; the accuracy of exp, tanh and sigmoid against NumPy is
+bounded in tests/test_kernels.py. ``ACTIVATIONS`` is the table of hidden activations by name.
 
 Both reduce their argument with a shifter (y + 1.5 * 2**52 rounds y to an integer in the low mantissa
 bits, whose shifted bits are then 2**k: no float-to-int conversion, no floor) and a two-part ln2 (exact).
 tanh, the costliest operation of a pass, then uses e**(2r) = (Q + r) / (Q - r) with Q = r coth r, an even
 function that a polynomial of degree 5 in r**2 gives to 1e-18 (float32: degree 2, 2e-9): with the
-division tanh needs anyway, that is 12 multiply-adds in all, against 16 for an expm1 polynomial (and 21
-for the Taylor one it replaced, measured 1.3-1.5x slower). exp keeps a polynomial (10 multiply-adds),
-which is within 1 ulp where the quotient form is within 2.
+division tanh needs anyway, that is 12 multiply-adds in all, against 16 for an expm1 polynomial and 21
+for a Taylor series (measured 1.3-1.5x slower). exp keeps a polynomial (10 multiply-adds), which is
+within 1 ulp where the quotient form is within 2.
 """
 
 import math
 
 import numpy as np
-from numba import njit, types
+from numba import types
 from numba.extending import intrinsic, overload
 
-from .config import JIT, MATH_JIT
+from .config import MATH_FASTMATH, kernel, subroutine
 
 _INT = {types.float64: types.int64, types.float32: types.int32}
 _FLOAT = {v: k for k, v in _INT.items()}
@@ -57,7 +58,12 @@ _E32 = (0.50000000132715, 0.1666666642092575, 0.04166646624996106, 0.00833339799
 def _generate(F, I, exponent_bias, mantissa_bits, ln2_hi, ln2_lo, coth_c, expm1_c, tanh_one):
     """exp, tanh, sigmoid for float type F (I: the integer of the same width)."""
     F, I = np.dtype(F).type, np.dtype(I).type
-    one, two, half = F(1), F(2), F(0.5)
+    float_type = types.float64 if F == np.float64 else types.float32
+
+    def scalar(func):  # compiled into the kernels that call it
+        return subroutine(func, returns=float_type, fastmath=MATH_FASTMATH)
+
+    zero, one, two, half = F(0), F(1), F(2), F(0.5)
     log2e, two_log2e = F(1.4426950408889634), F(2 * 1.4426950408889634)
     ln2_hi, ln2_lo = F(ln2_hi), F(ln2_lo)  # ln2_hi has few bits: k * ln2_hi is exact for every k used
     half_ln2_hi, half_ln2_lo = ln2_hi * half, ln2_lo * half
@@ -74,15 +80,7 @@ def _generate(F, I, exponent_bias, mantissa_bits, ln2_hi, ln2_lo, coth_c, expm1_
     coth_c = tuple(F(c) for c in reversed(coth_c))  # highest degree first, for Horner
     expm1_c = tuple(F(c) for c in reversed(expm1_c))
 
-    @njit(**MATH_JIT)
-    def coth_poly(w):
-        """Q(w) = r coth r for w = r**2, |r| <= ln2/4."""
-        p = coth_c[0]
-        for c in coth_c[1:]:
-            p = p * w + c
-        return p
-
-    @njit(**MATH_JIT)
+    @scalar
     def exp(x):
         """e**x = 2**k (1 + r + r**2 P(r)), x = k ln2 + r.
 
@@ -103,7 +101,7 @@ def _generate(F, I, exponent_bias, mantissa_bits, ln2_hi, ln2_lo, coth_c, expm1_
         scale1, scale2 = _as_float(I((k1 + bias) << shift)), _as_float(I((k2 + bias) << shift))
         return (one + (r + r * r * p)) * scale1 * scale2
 
-    @njit(**MATH_JIT)
+    @scalar
     def tanh(x):
         """tanh|x| = m / (m + 2), m = e**2|x| - 1 = ((s - 1) Q + (s + 1) r) / (Q - r), 2|x| = k ln2 + 2r,
         s = 2**k; the sign of x.
@@ -116,19 +114,41 @@ def _generate(F, I, exponent_bias, mantissa_bits, ln2_hi, ln2_lo, coth_c, expm1_
         kf = a * two_log2e + biased_shifter
         k = kf - biased_shifter
         r = (a - k * half_ln2_hi) - k * half_ln2_lo
-        p = coth_poly(r * r)
+        w = r * r
+        p = coth_c[0]  # Q(r**2) = r coth r, |r| <= ln2/4
+        for c in coth_c[1:]:
+            p = p * w + c
         s = _as_float(I(_as_int(kf) << shift))
         m = (s - one) * p + (s * r + r)  # (s + 1) r as one multiply-add
         return math.copysign(m / (m + two * (p - r)), x)
 
-    @njit(**MATH_JIT)
+    # Each activation's derivative beside it, in terms of the activation a = f(z): the backward pass keeps
+    # a, not z.
+    @scalar
+    def tanh_grad(a):
+        return one - a * a
+
+    @scalar
     def sigmoid(x):
         """1 / (1 + e**-x), from e**-|x| so that it neither overflows nor loses the small tail."""
         e = exp(-abs(x))
         r = one / (one + e)
         return r if x >= 0 else e * r
 
-    return exp, tanh, sigmoid
+    @scalar
+    def sigmoid_grad(a):
+        return a * (one - a)
+
+    @scalar
+    def relu(x):
+        return max(x, zero)
+
+    @scalar
+    def relu_grad(a):
+        return one if a > zero else zero
+
+    return dict(exp=exp, tanh=tanh, sigmoid=sigmoid, tanh_grad=tanh_grad, sigmoid_grad=sigmoid_grad, relu=relu,
+                relu_grad=relu_grad)
 
 
 _F64 = _generate(np.float64, np.int64, 1023, 52,
@@ -139,44 +159,47 @@ _F32 = _generate(np.float32, np.int32, 127, 23,
                  _Q32, _E32, 9.5)
 
 
-def _dispatch(index):
+# The functions of each dtype by name, for kernels compiled per dtype (network.build).
+FUNCTIONS = {"float64": _F64, "float32": _F32}
+
+
+def _typed(name, doc):
+    """A function of one float that runs the float64 or float32 version of ``name`` by its argument's type."""
+    def stub(x):
+        pass
+    stub.__name__, stub.__qualname__, stub.__doc__ = name, name, doc
+
     def typed(x):
-        f = (_F32 if x == types.float32 else _F64)[index]
+        f = (_F32 if x == types.float32 else _F64)[name]
         return lambda x: f(x)
-    return typed
+    overload(stub)(typed)
+    return stub
 
 
-def exp(x):
-    """e**x, vectorisable; <= 1 ulp from np.exp on the normal range."""
+exp = _typed("exp", "e**x, vectorisable; <= 1 ulp from np.exp on the normal range.")
+tanh = _typed("tanh", "tanh(x), vectorisable; within a few ulp of np.tanh (bound tested).")
+sigmoid = _typed("sigmoid", "1 / (1 + e**-x), vectorisable and overflow-free.")
+
+# The hidden activations: FUNCTIONS[dtype][name] is f and FUNCTIONS[dtype][name + "_grad"] its derivative
+# in terms of a = f(z), side by side in _generate. fastnn.reference.ACTIVATIONS is the NumPy twin.
+ACTIVATIONS = ("tanh", "sigmoid", "relu")
 
 
-def tanh(x):
-    """tanh(x), vectorisable; within a few ulp of np.tanh (bound tested)."""
-
-
-def sigmoid(x):
-    """1 / (1 + e**-x), vectorisable and overflow-free."""
-
-
-for _i, _f in enumerate((exp, tanh, sigmoid)):
-    overload(_f)(_dispatch(_i))
-
-
-@njit(**JIT)
+@kernel
 def tanh_array(x, out):
     """out = tanh(x), elementwise.  x, out (n,) of one dtype."""
     for i in range(x.size):
         out[i] = tanh(x[i])
 
 
-@njit(**JIT)
+@kernel
 def exp_array(x, out):
     """out = exp(x), elementwise.  x, out (n,) of one dtype."""
     for i in range(x.size):
         out[i] = exp(x[i])
 
 
-@njit(**JIT)
+@kernel
 def sigmoid_array(x, out):
     """out = 1 / (1 + exp(-x)), elementwise.  x, out (n,) of one dtype."""
     for i in range(x.size):

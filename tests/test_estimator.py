@@ -34,11 +34,6 @@ def iris():
     return StandardScaler().fit_transform(X), np.array(["setosa", "versicolor", "virginica"])[y]
 
 
-@pytest.fixture(scope="module")
-def moons():
-    return make_moons(200, noise=0.2, random_state=0)
-
-
 def test_any_labels_binary_and_multiclass(iris):
     X, y = iris
     clf = NeuralNetClassifier(passes=300, random_state=0).fit(X, y)
@@ -235,6 +230,7 @@ def test_pickle_clone_and_params(iris):
     assert fresh.set_params(lr=0.1, hidden=2).get_params()["hidden"] == 2
 
 
+@pytest.mark.slow
 def test_pipeline_grid_search_and_cross_validation_in_processes(iris):
     X, y = load_iris(return_X_y=True)  # raw features: the pipeline standardises them
     pipe = make_pipeline(StandardScaler(), NeuralNetClassifier(passes=300, random_state=0))
@@ -273,6 +269,7 @@ HIDDEN = {"digits": 16}  # 3 elsewhere, the tutorial's
 SEEDS = range(5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("name", DATASETS)
 def test_accuracy_at_least_mlp(name, mode):

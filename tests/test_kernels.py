@@ -1,23 +1,21 @@
 """Every kernel of fastnn.kernels against its NumPy twin in fastnn.reference, by name.
 
 The stage kernels are compared on one block over shapes, dtypes, activations and outputs; the elementwise
-functions by their distance in ulp to NumPy over the whole float range; the loop kernels on short runs, and
-their parallel variants bit for bit with the serial ones.
+functions by their distance in ulp to NumPy over the whole float range; ``run`` on short runs and
+evaluations, and its variants (one block or tiles, serial or parallel) bit for bit with one another.
 """
 
-import itertools
 import math
 
 import numpy as np
 import pytest
-from conftest import (ACTIVATIONS, CLASSES, COLUMNS, DTYPES, HIDDEN, INPUTS, LARGE_LOGIT, OUTPUTS, RTOL,
-                      ULP, assert_near, call, dims, params)
+from helpers import CLASSES, COLUMNS, DTYPES, HIDDEN, INPUTS, LARGE_LOGIT, RTOL, ULP, assert_near, call, params
 
 from fastnn import kernels, reference
 from fastnn.train import init_params
 
 BLOCK, TILE = kernels.BLOCK, kernels.TILE
-SCALAR = ("exp", "tanh", "sigmoid")  # used inside kernels only; their twins are NumPy functions
+ACTIVATIONS, OUTPUTS = tuple(reference.ACTIVATIONS), reference.OUTPUTS
 
 
 def ids(name):
@@ -28,28 +26,37 @@ def dtype_id(dtype):
     return np.dtype(dtype).name
 
 
+def both(act="tanh", out="softmax", dtype=np.float64, d=2, k=2, loop="block", parallel=False):
+    """The kernels of one variant and their twins."""
+    args = (act, out, np.dtype(dtype).name, d, k, loop, parallel)
+    return kernels.build(*args), reference.build(*args)
+
+
 # --- The twins -------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", kernels.__all__)
-def test_every_kernel_has_a_twin_with_the_same_parameters(name):
-    kernel = getattr(kernels, name)
-    assert hasattr(reference, name), f"fastnn.reference has no twin of kernels.{name}"
-    twin = getattr(reference, name)
-    if name in SCALAR:  # a NumPy ufunc-like twin; values compared through exp_array etc. below
-        assert callable(kernel) and callable(twin)
-        return
-    assert params(twin) == params(kernel)
+@pytest.mark.parametrize("d, k", [(2, 2), (5, 3)])
+def test_every_kernel_has_a_twin_with_the_same_parameters(d, k):
+    kernel_set, twin_set = both(d=d, k=k)
+    names = sorted(vars(kernel_set))
+    assert names == sorted(vars(twin_set))
+    assert {"run", "hidden_forward", "backward", "update"} <= set(names)
+    for name in names:
+        assert params(getattr(kernel_set, name)) == params(getattr(twin_set, name)), name
+    for name in kernels.__all__:
+        if name != "build":
+            assert params(getattr(kernels, name)) == params(getattr(reference, name)), name
 
 
-def test_scalar_twins_are_numpys():
-    assert reference.exp is np.exp and reference.tanh is np.tanh
-    x = np.linspace(-40, 40, 1001)
-    np.testing.assert_allclose(reference.sigmoid(x), 1 / (1 + np.exp(-x)), rtol=1e-15, atol=1e-300)
+def test_the_activations_and_outputs_are_the_same_names():
+    assert tuple(kernels.ACTIVATIONS) == tuple(reference.ACTIVATIONS)
+    assert tuple(kernels.OUTPUTS) == tuple(reference.OUTPUTS)
+    with pytest.raises(ValueError, match="no kernel variant"):
+        kernels.build("softplus", "softmax", "float64", 2, 2, "block")
 
 
 # --- Stage kernels on one block --------------------------------------------------------------------------
 
-def block(rng, d, h, k, dtype, act=0, out=0):
+def block(rng, d, h, k, dtype, act="tanh", out="softmax"):
     """Named inputs of every stage, for one block of BLOCK columns; float arrays in dtype, G in float64."""
     B = BLOCK
     normal = rng.standard_normal
@@ -58,24 +65,21 @@ def block(rng, d, h, k, dtype, act=0, out=0):
     named = dict(
         XB=normal((d, B)), W1=normal((d, h)) / np.sqrt(d), b1=0.5 * normal(h),
         W2=normal((h, k)) / np.sqrt(h), b2=0.5 * normal(k),
-        A1=reference.ACTIVATIONS[act](normal((h, B))), Z2=Z2,
-        P=softmax if out == 0 else reference.sigmoid(Z2),
+        A1=reference.ACTIVATIONS[act][0](normal((h, B))), Z2=Z2,
+        P=softmax if out == "softmax" else reference.sigmoid(Z2),
         D3=0.5 * normal((k, B)), D2=0.5 * normal((h, B)), S=normal((2, B)),
         theta=normal(d * h + h + h * k + k))
     named = {key: value.astype(dtype) for key, value in named.items()}
-    named.update(yb=rng.integers(0, k, B), G=normal(d * h + h + h * k + k), dims=dims(d, k),
-                 act=act, out=out, d=d, h=h, k=k)
+    named.update(yb=rng.integers(0, k, B), G=normal(d * h + h + h * k + k), d=d, h=h, k=k)
     return named
 
 
-def run_both(name, named, outputs, alias=None):
-    """Run kernels.name and reference.name on copies of the same inputs, outputs filled with NaN first.
-
-    Whatever either writes past column m stays NaN only if it writes nothing there: comparing the whole
-    buffers also checks that. alias: (a, b) passes the same array as a and b.
-    """
+def run_both(name, named, outputs, variant, alias=None):
+    """Run the kernel ``name`` of a variant and its twin on copies of the same inputs, outputs filled with
+    NaN first: whatever either writes past column m stays NaN only if it writes nothing there, which
+    comparing the whole buffers also checks. alias: (a, b) passes the same array as a and b."""
     results = []
-    for impl in (kernels, reference):
+    for impl in both(**variant):
         env = {key: value.copy() if isinstance(value, np.ndarray) else value for key, value in named.items()}
         for o in outputs:
             if env[o].dtype.kind == "f":
@@ -93,10 +97,9 @@ def compare(kernel_env, reference_env, outputs, dtype, **kw):
 
 
 def every_shape(test):
-    """Parametrise a stage test over every d, h, k, m, activation and dtype of conftest."""
+    """Parametrise a stage test over every d, h, k, m, activation and dtype."""
     for name, values, label in [("d", INPUTS, ids("d")), ("h", HIDDEN, ids("h")), ("k", CLASSES, ids("k")),
-                                ("m", COLUMNS, ids("m")), ("act", ACTIVATIONS.values(), ACTIVATIONS),
-                                ("dtype", DTYPES, dtype_id)]:
+                                ("m", COLUMNS, ids("m")), ("act", ACTIVATIONS, None), ("dtype", DTYPES, dtype_id)]:
         test = pytest.mark.parametrize(name, values, ids=label)(test)
     return test
 
@@ -104,24 +107,25 @@ def every_shape(test):
 @every_shape
 def test_hidden_forward(rng, d, h, k, m, act, dtype):
     named = dict(block(rng, d, h, k, dtype, act), m=m)
-    compare(*run_both("hidden_forward", named, ["A1", "Z2"]), ["A1", "Z2"], dtype)
+    variant = dict(act=act, dtype=dtype, d=d, k=k)
+    compare(*run_both("hidden_forward", named, ["A1", "Z2"], variant), ["A1", "Z2"], dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
-@pytest.mark.parametrize("out", OUTPUTS.values(), ids=OUTPUTS)
+@pytest.mark.parametrize("out", OUTPUTS)
 @pytest.mark.parametrize("m", COLUMNS, ids=ids("m"))
 @pytest.mark.parametrize("k", CLASSES, ids=ids("k"))
 def test_output_forward(rng, k, m, out, dtype):
     named = dict(block(rng, 2, 3, k, dtype, out=out), m=m)
     # S holds the softmax's (max, sum of exp) per sample; the sigmoid output leaves it alone (NaN in both).
-    kernel, ref = run_both("output_forward", named, ["P", "S"])
+    kernel, ref = run_both("output_forward", named, ["P", "S"], dict(out=out, dtype=dtype, k=k))
     compare(kernel, ref, ["P", "S"], dtype)
-    if out == 0:
+    if out == "softmax":
         np.testing.assert_allclose(kernel["P"][:, :m].sum(axis=0), 1, rtol=4 * np.finfo(dtype).eps)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
-@pytest.mark.parametrize("out", OUTPUTS.values(), ids=OUTPUTS)
+@pytest.mark.parametrize("out", OUTPUTS)
 @pytest.mark.parametrize("k", CLASSES, ids=ids("k"))
 def test_output_forward_large_logits(rng, k, out, dtype):
     """Logits of +-1e3 (exp overflows at 710, or 89 in float32): finite, rows of the softmax sum to 1."""
@@ -130,10 +134,10 @@ def test_output_forward_large_logits(rng, k, out, dtype):
     named["Z2"] = (LARGE_LOGIT * rng.choice([-1, 1], named["Z2"].shape) * rng.uniform(0.5, 1, named["Z2"].shape)
                    ).astype(dtype)
     named["Z2"][:, 0] = LARGE_LOGIT  # a tie between the largest logits
-    kernel, ref = run_both("output_forward", named, ["P", "S"])
+    kernel, ref = run_both("output_forward", named, ["P", "S"], dict(out=out, dtype=dtype, k=k))
     P = kernel["P"][:, :m]
     assert np.isfinite(P).all() and (P >= 0).all() and (P <= 1).all()
-    if out == 0:
+    if out == "softmax":
         np.testing.assert_allclose(P.sum(axis=0), 1, rtol=4 * np.finfo(dtype).eps)
         assert_near(P[:, 0], np.r_[np.ones(k) / k], RTOL[dtype])
     # Probabilities of e**-1000 are 0 in NumPy and at most the smallest normal in the kernel: absolute
@@ -143,26 +147,27 @@ def test_output_forward_large_logits(rng, k, out, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("alias", [False, True], ids=["D3", "D3=P"])
-@pytest.mark.parametrize("out", OUTPUTS.values(), ids=OUTPUTS)
+@pytest.mark.parametrize("out", OUTPUTS)
 @pytest.mark.parametrize("m", COLUMNS, ids=ids("m"))
 @pytest.mark.parametrize("k", CLASSES, ids=ids("k"))
 def test_output_delta(rng, k, m, out, alias, dtype):
-    """D3 may be P itself (the loop kernels overwrite P in place)."""
+    """D3 may be P itself."""
     named = dict(block(rng, 2, 3, k, dtype, out=out), m=m)
-    kernel, ref = run_both("output_delta", named, ["D3"], alias=("P", "D3") if alias else None)
+    kernel, ref = run_both("output_delta", named, ["D3"], dict(out=out, dtype=dtype, k=k),
+                           alias=("P", "D3") if alias else None)
     compare(kernel, ref, ["D3"], dtype)
-    if out == 0:  # softmax rows sum to 1 and one-hot rows too: the deltas of a sample sum to 0
+    if out == "softmax":  # softmax rows sum to 1 and one-hot rows too: the deltas of a sample sum to 0
         np.testing.assert_allclose(kernel["D3"][:, :m].sum(axis=0), 0, atol=8 * np.finfo(dtype).eps)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
-@pytest.mark.parametrize("act", ACTIVATIONS.values(), ids=ACTIVATIONS)
+@pytest.mark.parametrize("act", ACTIVATIONS)
 @pytest.mark.parametrize("m", COLUMNS, ids=ids("m"))
 @pytest.mark.parametrize("k", CLASSES, ids=ids("k"))
 @pytest.mark.parametrize("h", HIDDEN, ids=ids("h"))
 def test_hidden_delta(rng, h, k, m, act, dtype):
     named = dict(block(rng, 2, h, k, dtype, act), m=m)
-    compare(*run_both("hidden_delta", named, ["D2"]), ["D2"], dtype)
+    compare(*run_both("hidden_delta", named, ["D2"], dict(act=act, dtype=dtype, k=k)), ["D2"], dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
@@ -173,7 +178,7 @@ def test_hidden_delta(rng, h, k, m, act, dtype):
 def test_accumulate(rng, d, h, k, m, dtype):
     """G += the block's gradient sums; G starts non-zero, so that '=' instead of '+=' would fail."""
     named = dict(block(rng, d, h, k, dtype), m=m)
-    kernel, ref = run_both("accumulate", named, [])
+    kernel, ref = run_both("accumulate", named, [], dict(dtype=dtype, d=d, k=k))
     assert kernel["G"].dtype == np.float64
     compare(kernel, ref, ["G"], dtype)
     assert not np.allclose(kernel["G"], named["G"])
@@ -184,7 +189,7 @@ def test_backward(rng, d, h, k, m, act, dtype):
     """hidden_delta and accumulate in one: fused per hidden unit for k = 2 and d <= UNROLL (d 1 and 2 here),
     the two stages in turn otherwise (k = 3, d = 5); G starts non-zero."""
     named = dict(block(rng, d, h, k, dtype, act), m=m)
-    kernel, ref = run_both("backward", named, ["D2"])
+    kernel, ref = run_both("backward", named, ["D2"], dict(act=act, dtype=dtype, d=d, k=k))
     compare(kernel, ref, ["D2", "G"], dtype)
     assert not np.allclose(kernel["G"], named["G"])
 
@@ -194,12 +199,13 @@ def test_backward(rng, d, h, k, m, act, dtype):
 @pytest.mark.parametrize("d, h, k", [(1, 1, 2), (2, 3, 2), (5, 50, 3)], ids=["d1h1k2", "d2h3k2", "d5h50k3"])
 def test_update(rng, d, h, k, lr, reg, scale, dtype):
     named = dict(block(rng, d, h, k, dtype), lr=lr, reg=reg, scale=scale)
-    kernel, ref = run_both("update", named, [])
+    variant = dict(dtype=dtype, d=d, k=k)
+    kernel, ref = run_both("update", named, [], variant)
     assert kernel["theta"].dtype == dtype
     compare(kernel, ref, ["theta"], dtype)
     # The L2 term falls on the weights only: with G = 0, the biases stay, the weights shrink by lr*reg*scale.
     named["G"][:] = 0
-    kernel, _ = run_both("update", named, [])
+    kernel, _ = run_both("update", named, [], variant)
     W1, b1, W2, b2 = reference.split(kernel["theta"], d, h, k)
     V1, c1, V2, c2 = reference.split(named["theta"], d, h, k)
     np.testing.assert_array_equal(np.r_[b1, b2], np.r_[c1, c2])
@@ -207,14 +213,13 @@ def test_update(rng, d, h, k, lr, reg, scale, dtype):
                 RTOL[dtype])
 
 
-@pytest.mark.parametrize("d, h, k", list(itertools.product(INPUTS, HIDDEN, CLASSES)),
-                         ids=lambda v: str(v))
+@pytest.mark.parametrize("d, h, k", [(1, 1, 2), (2, 3, 2), (5, 50, 3)], ids=str)
 def test_split(d, h, k):
     theta = np.arange(d * h + h + h * k + k, dtype=np.float64)
-    parts = kernels.split(theta, d, h, k)
-    twins = reference.split(theta, d, h, k)
+    kernel, twin = both(d=d, k=k)
+    parts = kernel.split(theta, d, h, k)
     assert [p.shape for p in parts] == [(d, h), (h,), (h, k), (k,)]
-    for p, t in zip(parts, twins):
+    for p, t in zip(parts, twin.split(theta, d, h, k)):
         np.testing.assert_array_equal(p, t)
         assert np.shares_memory(p, theta)  # views: an update through W1 is an update of theta
     np.testing.assert_array_equal(np.concatenate([p.ravel() for p in parts]), theta)
@@ -226,14 +231,15 @@ def test_split(d, h, k):
 @pytest.mark.parametrize("d", INPUTS, ids=ids("d"))
 def test_load_block(rng, d, m, shuffled, dtype):
     n, start = 2 * BLOCK + 5, 3  # start > 0: the block is taken from the middle of the data or order
-    named = dict(X=rng.standard_normal((n, d)).astype(dtype), y=rng.integers(0, 3, n), start=start, m=m,
-                 order=rng.permutation(n) if shuffled else np.empty(0, np.int64),
+    named = dict(X=rng.standard_normal((n, d)).astype(dtype), y=rng.integers(0, 3, n), start=start, m=m, e=1,
+                 order=np.stack([rng.permutation(n) for _ in range(2)]) if shuffled else np.empty((0, 0), np.int64),
                  XB=np.full((d, BLOCK), np.nan, dtype), yb=np.full(BLOCK, -1, np.int64))
-    kernel, ref = run_both("load_block", named, [])
+    kernel, ref = run_both("load_block", named, [], dict(dtype=dtype, d=d))
     np.testing.assert_array_equal(kernel["XB"], ref["XB"])
     np.testing.assert_array_equal(kernel["yb"], ref["yb"])
-    rows = named["order"][start: start + m] if shuffled else np.arange(start, start + m)
+    rows = named["order"][1, start: start + m] if shuffled else np.arange(start, start + m)
     np.testing.assert_array_equal(kernel["XB"][:, :m], named["X"][rows].T)
+    np.testing.assert_array_equal(kernel["yb"][:m], named["y"][rows])
 
 
 # --- Elementwise functions: distance in ulp to NumPy ------------------------------------------------------
@@ -312,119 +318,119 @@ def test_exp_whole_normal_range(rng, dtype):
     np.testing.assert_array_equal(kernel_value("sigmoid", x), [1, 0, 1, 0])
 
 
-# --- Loop kernels against the reference loops -------------------------------------------------------------
+# --- run against the reference's run -------------------------------------------------------------------------
 
-def loop_inputs(rng, d, h, k, n, dtype, act=0, out=0, batch=None, passes=5, shuffled=False, nslots=1,
-                lr=0.1, mean=True):
+def run_inputs(rng, d, h, k, n, dtype=np.float64, batch=None, passes=5, shuffled=False, slots=1, lr=0.1,
+               mean=True, evaluate=True, outputs=True):
+    """Named arguments of ``run``: data, a fresh initialisation, buffers sized as fastnn.engine sizes them."""
     X = rng.standard_normal((n, d)).astype(dtype)
     y = np.arange(n) % k
-    order = (np.stack([rng.permutation(n) for _ in range(passes)]) if shuffled
-             else np.empty((0, 0), np.int64))
-    return dict(X=X, y=y, order=order, theta=init_params(d, h, k, 0, dtype), hidden=h, dims=dims(d, k),
-                passes=passes, batch=batch or n, lr=lr, reg=0.01, mean=mean, act=act, out=out,
-                nslots=nslots, P=np.full((n, k), np.nan, dtype))
+    order = np.stack([rng.permutation(n) for _ in range(passes)]) if shuffled else np.empty((0, 0), np.int64)
+    theta = init_params(d, h, k, 0, dtype)
+    batch = batch or n
+    return dict(X=X, y=y, order=order, theta=theta, passes=passes, batch=batch, lr=lr, reg=0.01, mean=mean,
+                evaluate=evaluate, work=np.empty((slots, d + 2 * h + 3 * k + 2, BLOCK), dtype),
+                labels=np.zeros((slots, BLOCK), np.int64), partials=np.zeros((-(-batch // TILE), theta.size)),
+                losses=np.zeros(-(-n // TILE)), P=np.full((n if outputs else 0, k), np.nan, dtype), d=d, h=h, k=k)
 
 
-def run_loop(impl, name, named):
+def call_run(impl, named):
+    """``run`` on copies of the named inputs (params: views of the copied theta); (result, the copies)."""
     env = {key: value.copy() if isinstance(value, np.ndarray) else value for key, value in named.items()}
-    return call(getattr(impl, name), env), env
+    env["params"] = reference.split(env["theta"], env["d"], env["h"], env["k"])
+    return call(impl.run, env), env
 
 
-# Loop shapes: one sample; one block short of a column; two blocks and a half; and a wide, deep net.
-LOOP_SHAPES = [(1, 1, 2, 1), (2, 3, 2, BLOCK - 1), (2, 3, 3, 2 * BLOCK + 60), (5, 50, 3, 300)]
-LOOP_IDS = ["d{}h{}k{}n{}".format(*s) for s in LOOP_SHAPES]
+def loop_for(batch):
+    return "block" if batch <= BLOCK else "tiles"
 
 
-# The parallel variant compiles once per (d, k) and takes minutes cold: one shape of it is enough here, the
-# tests further below show it bit-identical to the serial one.
-LOOP_CASES = [(*s, "serial") for s in LOOP_SHAPES] + [(2, 3, 3, 2 * BLOCK + 60, "parallel")]
+# Shapes of whole runs: one sample; one block short of a column; two blocks and a half; a wide, deep net.
+RUN_SHAPES = [(1, 1, 2, 1), (2, 3, 2, BLOCK - 1), (2, 3, 3, 2 * BLOCK + 60), (5, 50, 3, 300)]
+PAIRS = [("tanh", "softmax"), ("sigmoid", "sigmoid"), ("relu", "softmax"), ("tanh", "sigmoid")]
 
 
 @pytest.mark.parametrize("batching", ["full", "batches", "shuffled"])
-@pytest.mark.parametrize("act, out", [(0, 0), (1, 1), (2, 0), (0, 1)], ids=["tanh-softmax", "sigmoid-sigmoid",
-                                                                              "relu-softmax", "tanh-sigmoid"])
-@pytest.mark.parametrize("d, h, k, n, variant", LOOP_CASES, ids=[*LOOP_IDS, LOOP_IDS[2] + "-parallel"])
-def test_train_kernel(rng, d, h, k, n, variant, act, out, batching):
+@pytest.mark.parametrize("act, out", PAIRS, ids=["-".join(p) for p in PAIRS])
+@pytest.mark.parametrize("d, h, k, n", RUN_SHAPES, ids=["d{}h{}k{}n{}".format(*s) for s in RUN_SHAPES])
+def test_run(rng, d, h, k, n, act, out, batching):
     batch = {"full": None, "batches": 50, "shuffled": 50}[batching]
-    named = loop_inputs(rng, d, h, k, n, np.float64, act, out, batch=batch, shuffled=batching == "shuffled",
-                        nslots=2 if variant == "parallel" else 1)
-    done_k, kernel = run_loop(kernels, "train_" + variant, named)
-    done_r, ref = run_loop(reference, "train_" + variant, named)
+    named = run_inputs(rng, d, h, k, n, batch=batch, shuffled=batching == "shuffled")
+    kernel, twin = both(act, out, np.float64, d, k, loop_for(named["batch"]))
+    (done_k, loss_k), k_env = call_run(kernel, named)
+    (done_r, loss_r), r_env = call_run(twin, named)
     assert done_k == done_r == named["passes"]
-    assert_near(kernel["theta"], ref["theta"], RTOL[np.float64])
-    assert not np.allclose(kernel["theta"], named["theta"], rtol=1e-3)  # it trained
+    assert_near(k_env["theta"], r_env["theta"], RTOL[np.float64])
+    assert not np.allclose(k_env["theta"], named["theta"], rtol=1e-3)  # it trained
+    assert_near(loss_k, loss_r, RTOL[np.float64])
+    assert_near(k_env["P"], r_env["P"], RTOL[np.float64])
 
 
-@pytest.mark.parametrize("act", ACTIVATIONS.values(), ids=ACTIVATIONS)
-def test_train_kernel_reports_divergence_at_the_same_pass(rng, act):
+@pytest.mark.parametrize("act", ACTIVATIONS)
+def test_run_reports_divergence_at_the_same_pass(rng, act):
     """A step of 1e150 overflows within a few passes: both stop at the same pass and say which."""
-    named = loop_inputs(rng, 2, 3, 2, 40, np.float64, act, passes=50, lr=1e150, mean=False)
-    done_k, kernel = run_loop(kernels, "train_serial", named)
-    with np.errstate(all="ignore"):
-        done_r, _ = run_loop(reference, "train_serial", named)
+    named = run_inputs(rng, 2, 3, 2, 40, passes=50, lr=1e150, mean=False)
+    kernel, twin = both(act)
+    (done_k, loss_k), k_env = call_run(kernel, named)
+    (done_r, loss_r), _ = call_run(twin, named)
     assert done_k == done_r < named["passes"]
-    assert not np.isfinite(kernel["theta"]).all()
-
-
-@pytest.mark.parametrize("variant, nslots", [("serial", 1), ("parallel", 1), ("parallel", 2)])
-@pytest.mark.parametrize("out", OUTPUTS.values(), ids=OUTPUTS)
-@pytest.mark.parametrize("act", ACTIVATIONS.values(), ids=ACTIVATIONS)
-@pytest.mark.parametrize("n", [1, 300])
-def test_loss_and_forward_kernels(rng, n, act, out, variant, nslots):
-    named = loop_inputs(rng, 2, 3, 3, n, np.float64, act, out, nslots=nslots)
-    named["theta"] = rng.standard_normal(named["theta"].size)
-    assert_near(call(getattr(kernels, "loss_" + variant), named), call(reference.loss, named),
-                RTOL[np.float64])
-    _, kernel = run_loop(kernels, "forward_" + variant, named)
-    _, ref = run_loop(reference, "forward_" + variant, named)
-    assert_near(kernel["P"], ref["P"], RTOL[np.float64])
+    assert math.isnan(loss_k) and math.isnan(loss_r)
+    assert not np.isfinite(k_env["theta"]).all()
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
-@pytest.mark.parametrize("out", OUTPUTS.values(), ids=OUTPUTS)
+@pytest.mark.parametrize("out", OUTPUTS)
 def test_loss_with_large_logits(rng, out, dtype):
     """Logits of ~1e3: the loss is finite (log-sum-exp, never log(0)) and equal to the reference's."""
-    named = loop_inputs(rng, 2, 3, 3, 40, dtype, out=out)
+    named = run_inputs(rng, 2, 3, 3, 40, dtype, passes=0)
     W1, b1, W2, b2 = reference.split(named["theta"], 2, 3, 3)
     W2 *= LARGE_LOGIT / np.abs(W2).max()
     b2[:] = [LARGE_LOGIT, -LARGE_LOGIT, 0]
-    value = call(kernels.loss_serial, named)
+    kernel, twin = both(out=out, dtype=dtype, k=3)
+    (_, value), k_env = call_run(kernel, named)
+    (_, twin_value), _ = call_run(twin, named)
     assert np.isfinite(value) and value > 10  # some samples are wrong by hundreds of nats
-    assert_near(value, call(reference.loss, named), RTOL[dtype])
-    _, kernel = run_loop(kernels, "forward_serial", named)
-    assert np.isfinite(kernel["P"]).all()
+    assert_near(value, twin_value, RTOL[dtype])
+    assert np.isfinite(k_env["P"]).all()
 
 
-# --- Parallel variants: bit for bit the serial kernel, whatever the number of slots --------------------------
+@pytest.mark.parametrize("evaluate, outputs", [(False, True), (True, False), (False, False)])
+def test_run_evaluates_only_what_it_is_asked(rng, evaluate, outputs):
+    named = run_inputs(rng, 2, 3, 2, 50, passes=0, evaluate=evaluate, outputs=outputs)
+    (done, value), env = call_run(both()[0], named)
+    assert done == 0
+    assert (value > 0) == evaluate
+    np.testing.assert_array_equal(env["theta"], named["theta"])
+    if outputs:
+        assert np.isfinite(env["P"]).all()
+
+
+# --- Variants: bit for bit one another, whatever the loop and the number of slots ---------------------------
 
 N_PARALLEL = 2 * TILE + 77  # three tiles, the last one partial: more tiles than slots, and a remainder
 
 
-@pytest.fixture(scope="module")
-def parallel_inputs():
-    rng = np.random.default_rng(7)
-    return loop_inputs(rng, 2, 2, 3, N_PARALLEL, np.float64, passes=3)
-
-
 @pytest.mark.parametrize("batching", ["full", "shuffled"])
-@pytest.mark.parametrize("nslots", [1, 2])
-def test_train_parallel_is_bit_identical_to_serial(parallel_inputs, nslots, batching):
-    named = dict(parallel_inputs)
-    if batching == "shuffled":  # batches of more than one tile, in a random order
-        rng = np.random.default_rng(8)
-        named.update(batch=TILE + 100, order=np.stack([rng.permutation(N_PARALLEL) for _ in range(3)]))
-    done_s, serial = run_loop(kernels, "train_serial", dict(named, nslots=1))
-    done_p, parallel = run_loop(kernels, "train_parallel", dict(named, nslots=nslots))
+@pytest.mark.parametrize("slots", [1, 2, 3])
+def test_parallel_run_is_bit_identical_to_serial(slots, batching):
+    rng = np.random.default_rng(7)
+    batch = TILE + 100 if batching == "shuffled" else None  # batches of more than one tile, in a random order
+    named = run_inputs(rng, 2, 2, 3, N_PARALLEL, batch=batch, passes=3, shuffled=batching == "shuffled")
+    (done_s, loss_s), serial = call_run(both(d=2, k=3, loop="tiles")[0], named)
+    named.update(work=np.empty((slots,) + named["work"].shape[1:]), labels=np.zeros((slots, BLOCK), np.int64))
+    (done_p, loss_p), parallel = call_run(both(d=2, k=3, loop="tiles", parallel=True)[0], named)
     assert done_s == done_p == named["passes"]
     np.testing.assert_array_equal(parallel["theta"], serial["theta"])
+    np.testing.assert_array_equal(parallel["P"], serial["P"])
+    assert loss_p == loss_s
     assert not np.array_equal(serial["theta"], named["theta"])
 
 
-@pytest.mark.parametrize("nslots", [1, 2])
-def test_loss_and_forward_parallel_are_bit_identical_to_serial(parallel_inputs, nslots):
-    named = dict(parallel_inputs, nslots=nslots)
-    assert call(kernels.loss_parallel, named) == call(kernels.loss_serial, dict(named, nslots=1))
-    _, parallel = run_loop(kernels, "forward_parallel", named)
-    _, serial = run_loop(kernels, "forward_serial", dict(named, nslots=1))
-    np.testing.assert_array_equal(parallel["P"], serial["P"])
-    assert np.isfinite(serial["P"]).all()
+@pytest.mark.parametrize("batch", [BLOCK, 37])
+def test_one_block_loop_is_bit_identical_to_tiles(rng, batch):
+    """The variant that compiles no loop over tiles computes what the tiled one computes for such batches."""
+    named = run_inputs(rng, 2, 5, 2, 3 * BLOCK, batch=batch, passes=4, shuffled=True)
+    (_, loss_b), block_env = call_run(both(loop="block")[0], named)
+    (_, loss_t), tiles_env = call_run(both(loop="tiles")[0], named)
+    np.testing.assert_array_equal(block_env["theta"], tiles_env["theta"])
+    assert loss_b == loss_t

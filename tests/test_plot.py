@@ -8,18 +8,13 @@ import pytest
 pytest.importorskip("matplotlib")
 
 import matplotlib  # noqa: E402
+from helpers import assert_png_shows_classes, on_white, pixels_near  # noqa: E402
 from matplotlib.collections import PathCollection  # noqa: E402
-from matplotlib.image import imread  # noqa: E402
 
 import fastnn  # noqa: E402
 from fastnn import plot  # noqa: E402
 
 HIDDEN = (1, 3, 20)
-
-
-@pytest.fixture(scope="module")
-def moons():
-    return fastnn.make_moons()
 
 
 @pytest.fixture(scope="module")
@@ -31,16 +26,6 @@ def result(moons):
 def close_figures():
     yield
     plot._pyplot().close("all")
-
-
-def pixels_near(png, rgb, tol=0.02):
-    """How many pixels of the PNG are within tol of the colour rgb in every channel."""
-    image = imread(png)[..., :3]
-    return int(np.all(np.abs(image - np.asarray(rgb)[:3]) < tol, axis=-1).sum())
-
-
-def on_white(rgb, alpha):
-    return alpha * np.asarray(rgb)[:3] + (1 - alpha)
 
 
 def scatter_of(ax):
@@ -58,13 +43,6 @@ def assert_classes_drawn(ax, X, y):
     np.testing.assert_allclose(points.get_facecolors(), colours[y])
     (regions,) = [c for c in ax.collections if c is not points]
     np.testing.assert_array_equal(regions.levels, np.arange(k + 1) - 0.5)
-
-
-def assert_png_shows_classes(png, k, panels=1):
-    """Each class colour appears in the PNG, both as scatter points and (lighter) as a filled region."""
-    for rgb in plot.class_colors(k):
-        assert pixels_near(png, rgb) >= 10 * panels  # the centres of the points' markers
-        assert pixels_near(png, on_white(rgb, 0.45)) >= 1000 * panels  # the region the model gives the class
 
 
 def test_decision_boundary(moons, result, tmp_path):
@@ -139,6 +117,65 @@ def test_loss_curves(result):
     assert ax.get_yscale() == "log"
 
 
+def test_loss_curves_of_one_model(moons):
+    model = fastnn.train(*moons, 3, passes=500, loss_every=50)
+    (ax,) = plot.loss_curves(model).axes
+    (line,) = ax.get_lines()
+    np.testing.assert_array_equal(line.get_xydata(), model.loss_history)
+    assert line.get_label() == "H=3" and ax.get_yscale() == "log"
+
+
+def test_loss_curves_of_models_label_what_differs(moons):
+    a = fastnn.train(*moons, 3, passes=200, loss_every=50)
+    b = fastnn.train(*moons, 5, passes=200, loss_every=50, activation="sigmoid")
+    c = fastnn.train(*moons, 5, passes=200, loss_every=50)
+    (ax,) = plot.loss_curves([a, b, c]).axes
+    assert [line.get_label() for line in ax.get_lines()] == ["H=3, activation=tanh", "H=5, activation=sigmoid",
+                                                            "H=5, activation=tanh"]
+    (ax,) = plot.loss_curves(m for m in (a, c)).axes  # any iterable of models
+    assert [line.get_label() for line in ax.get_lines()] == ["H=3", "H=5"]
+
+
+@pytest.mark.parametrize("runs, error, message", [
+    ("model", TypeError, "loss_curves draws a fastnn.Model, a list of them or a SweepResult; got str"),
+    ({"model": 1}, TypeError, "got dict holding str"),
+    (3, TypeError, "got int"),
+    ([], ValueError, "no runs to draw"),
+], ids=["str", "dict", "int", "empty"])
+def test_loss_curves_of_something_else(runs, error, message):
+    with pytest.raises(error, match=message):
+        plot.loss_curves(runs)
+
+
+def test_decision_boundary_marks_held_out_points(moons, tmp_path):
+    X, y = moons
+    model = fastnn.train(X[:140], y[:140], 3, passes=300)
+    fig = plot.decision_boundary(model, X[:140], y[:140], test=(X[140:], y[140:]))
+    (ax,) = fig.axes
+    train, test = [c for c in ax.collections if isinstance(c, PathCollection)]
+    np.testing.assert_array_equal(train.get_offsets(), X[:140])
+    np.testing.assert_array_equal(test.get_offsets(), X[140:])
+    # Circles and larger triangles: the held-out points stand apart.
+    assert not np.array_equal(train.get_paths()[0].vertices, test.get_paths()[0].vertices)
+    assert test.get_sizes()[0] > train.get_sizes()[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["train", "test (held out)"]
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()  # the regions cover the held-out points too
+    assert x0 <= X[140:, 0].min() and x1 >= X[140:, 0].max() and y0 <= X[140:, 1].min() and y1 >= X[140:, 1].max()
+    fig.savefig(tmp_path / "held_out.png")
+    assert_png_shows_classes(tmp_path / "held_out.png", 2)
+
+
+def test_sweep_grid_with_held_out_points_gives_both_accuracies(moons):
+    X, y = moons
+    result = fastnn.sweep(X[:140], y[:140], (1, 3, 5), test=(X[140:], y[140:]), passes=200, progress=False)
+    fig = plot.sweep_grid(result, X[:140], y[:140], test=(X[140:], y[140:]))
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == [
+        f"Hidden Layer size {r['hidden']}: train {r['train_accuracy']:.3f}, test {r['test_accuracy']:.3f}"
+        for r in result.rows]
+    assert all(len([c for c in ax.collections if isinstance(c, PathCollection)]) == 2 for ax in panels)
+
+
 def test_accuracy_vs_hidden(result, tmp_path):
     fig = plot.accuracy_vs_hidden(result)
     (ax,) = fig.axes
@@ -157,21 +194,6 @@ def test_accuracy_vs_hidden_without_test_set(moons):
     result = fastnn.sweep(*moons, (1, 2), passes=50, progress=False)
     (ax,) = plot.accuracy_vs_hidden(result).axes
     assert [line.get_label() for line in ax.get_lines()] == ["train"]
-
-
-def test_tutorial_plot_shares_the_grid(moons):
-    from fastnn import tutorial
-
-    X, y = moons
-    model = tutorial.build_model(X, y, 3, num_passes=200)
-    plt = plot._pyplot()
-    plt.figure()
-    tutorial.plot_decision_boundary(lambda x: tutorial.predict(model, x), X, y)
-    ax = plt.gca()
-    xx, yy = plot.grid(X, step=0.01)
-    np.testing.assert_allclose(ax.get_xlim(), [xx.min(), xx.max()])  # contourf spans the tutorial's grid
-    assert xx[0, 1] - xx[0, 0] == pytest.approx(0.01)
-    assert np.array_equal(scatter_of(ax).get_offsets(), X)
 
 
 def test_missing_matplotlib_says_what_to_install(monkeypatch):

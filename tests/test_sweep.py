@@ -1,27 +1,26 @@
 """fastnn.sweep: equal, bit for bit, to a loop of train() calls, on threads, any executor and Dask."""
 
+import _thread
 import csv
 import itertools
 import json
 import pickle
-from concurrent.futures import Executor, Future
+import threading
+import time
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 
 import numpy as np
 import pytest
 from sklearn.model_selection import train_test_split
 
 import fastnn
+from fastnn import _validate as check
 from fastnn.sweep import COLUMNS, SweepError, SweepResult
 
 HIDDEN = (3, 1, 20)  # not sorted: rows follow the order given, runs start with the largest
 REGS = (0.01, 0.1)
 SEEDS = (0, 1)
 PASSES = 1500  # long enough for the sizes to differ, short enough to keep every test well under a second
-
-
-@pytest.fixture(scope="module")
-def moons():
-    return fastnn.make_moons()
 
 
 @pytest.fixture(scope="module")
@@ -167,11 +166,23 @@ DIVERGING = dict(hidden=(1, 50), passes=300, lr=10.0, activation="relu", progres
 FAILED = r"^run hidden=(1|50), reg=0.01, seed=0 failed: DivergenceError: training diverged"
 
 
+def assert_names_the_failed_run(error, moons):
+    """The configuration named in the message and in .config is one whose train() call diverges, at the
+    pass the chained DivergenceError gives."""
+    hidden, reg, seed = error.config
+    assert str(error).startswith(f"run hidden={hidden}, reg={reg}, seed={seed} failed: "), str(error)
+    cause = error.__cause__
+    assert isinstance(cause, fastnn.DivergenceError)
+    settings = {k: v for k, v in DIVERGING.items() if k not in ("hidden", "progress")}
+    with pytest.raises(fastnn.DivergenceError) as alone:
+        fastnn.train(*moons, hidden, reg=reg, seed=seed, **settings)
+    assert alone.value.at == cause.at
+
+
 def test_failing_run_names_its_configuration(moons):
     with pytest.raises(SweepError, match=FAILED) as info:
         fastnn.sweep(*moons, n_jobs=2, **DIVERGING)
-    assert info.value.config in [(1, 0.01, 0), (50, 0.01, 0)]
-    assert isinstance(info.value.__cause__, fastnn.DivergenceError)
+    assert_names_the_failed_run(info.value, moons)
 
 
 class Interrupted(Executor):
@@ -204,13 +215,16 @@ def test_no_progress_bar_off_a_terminal(moons, capsys):
     (dict(hidden=()), ValueError, "hidden is empty"),
     (dict(hidden="3"), TypeError, "hidden must be a number or a sequence"),
     (dict(reg=-1.0), ValueError, "reg must be a finite number >= 0"),
-    (dict(seeds=(-1,)), ValueError, "seeds must be an integer >= 0"),
-    (dict(seeds=(0, 2**32)), ValueError, "seeds must be integers in 0..4294967295"),
+    (dict(seeds=(-1,)), ValueError, r"seeds must be an integer in 0\.\.4294967295; got -1"),
+    (dict(seeds=(0, 2**32)), ValueError, r"seeds must be an integer in 0\.\.4294967295; got 4294967296"),
     (dict(passes=0), ValueError, "passes must be an integer >= 1"),
     (dict(test=1.5), ValueError, "test must be a fraction in"),
     (dict(test="0.3"), TypeError, "test must be None, a fraction"),
     (dict(test=(np.zeros((5, 3)), np.zeros(5, int))), ValueError, "X_test has 3 features"),
     (dict(test=(np.zeros((5, 2)), np.full(5, 2))), ValueError, "y_test must be class labels 0..1"),
+    # previously failed: "y_test has 4 labels but X has 5 samples"
+    (dict(test=(np.zeros((5, 2)), np.zeros(4, int))), ValueError, "^y_test has 4 labels but X_test has 5 samples"),
+    (dict(stop=object()), TypeError, "stop must have an is_set"),
     (dict(n_jobs=0), ValueError, "n_jobs must be an integer >= 1"),
     (dict(n_jobs=2, executor=Deferred(1)), ValueError, "executor or n_jobs, not both"),
     (dict(seed=1), TypeError, "pass seeds= instead"),
@@ -231,11 +245,12 @@ def test_result_is_a_plain_container(threaded):
     assert set(threaded.records()[0]) == set(COLUMNS)
 
 
+@pytest.mark.slow
 @pytest.mark.dask
 def test_dask_cluster_gives_the_thread_pool_rows(moons, threaded):
     dask = pytest.importorskip("dask")
     distributed = pytest.importorskip("dask.distributed")
-    # spawned workers: GNU OpenMP, which Numba's parallel kernels use, is not fork-safe (DESIGN.md)
+    # spawned workers: GNU OpenMP, which Numba's parallel kernels use, is not fork-safe (docs/DESIGN.md)
     with dask.config.set({"distributed.worker.multiprocessing-method": "spawn"}), \
             distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
                                      dashboard_address=None) as cluster, \
@@ -243,5 +258,92 @@ def test_dask_cluster_gives_the_thread_pool_rows(moons, threaded):
         executor = client.get_executor()
         result = fastnn.sweep(*moons, HIDDEN, reg=REGS, seeds=SEEDS, test=0.3, passes=PASSES, executor=executor)
         assert_same_rows(result, threaded)
-        with pytest.raises(SweepError, match=FAILED):  # raised on a worker, named here
+        with pytest.raises(SweepError, match=FAILED) as info:  # raised on a worker, named here
             fastnn.sweep(*moons, executor=executor, **DIVERGING)
+        assert_names_the_failed_run(info.value, moons)
+
+
+# --- Memory and stopping ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(hidden=(3, 10**7)), r"^hidden=\[3, 10000000\] \(2 runs, 2 at a time, and their models\) needs .*: "
+                              "sweep fewer or smaller networks, or set n_jobs lower$"),
+    (dict(hidden=(3,), n_classes=10**7), r"^n_classes=10000000 with hidden=\[3\] .* needs"),
+    (dict(hidden=[1000] * 4000), r"^hidden=\[1000, 1000, .* \(4000 runs, 2 at a time"),  # 128 MB of models
+])
+def test_memory_is_checked_before_any_run(moons, monkeypatch, kwargs, match):
+    monkeypatch.setattr(check, "available_memory", lambda: 100 << 20)
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=match):
+        fastnn.sweep(*moons, passes=10, n_jobs=2, progress=False, **kwargs)
+    assert time.perf_counter() - start < 1
+
+
+LONG = dict(hidden=(50, 50, 50, 50), passes=10**8, n_jobs=2, progress=False)  # hours, if nothing stopped it
+
+
+def sweep_threads():
+    return [t for t in threading.enumerate() if t.name.startswith("fastnn-sweep")]
+
+
+def test_stop_flag_stops_every_run(moons):
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()
+    start = time.perf_counter()
+    with pytest.raises(fastnn.Cancelled, match="stopped after 0 of 4 runs"):
+        fastnn.sweep(*moons, stop=stop, **LONG)
+    assert time.perf_counter() - start < 1.5  # the flag is seen within 0.1 s, each run stops within a chunk
+    assert sweep_threads() == []
+
+
+def test_ctrl_c_stops_running_threads_before_it_is_raised(moons):
+    # previously failed: the first Ctrl-C left the worker threads running to the end of their runs
+    threading.Timer(0.5, _thread.interrupt_main).start()
+    start = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        fastnn.sweep(*moons, **LONG)
+    assert time.perf_counter() - start < 1.5
+    assert sweep_threads() == []
+
+
+def test_a_failed_run_stops_the_others(moons):
+    class FailFirst(ThreadPoolExecutor):
+        """Runs every task on its threads, but the first submitted fails at once."""
+
+        def submit(self, fn, *args, **kwargs):
+            if not hasattr(self, "failed"):
+                self.failed = True
+                return super().submit(lambda: 1 / 0)
+            return super().submit(fn, *args, **kwargs)
+
+    executor = FailFirst(2, thread_name_prefix="fastnn-sweep-test")
+    with pytest.raises(SweepError, match="ZeroDivisionError"):
+        fastnn.sweep(*moons, executor=executor, **dict(LONG, n_jobs=None))
+    # The run that was going has stopped as well (it would run for hours): the pool closes at once.
+    closing = threading.Thread(target=executor.shutdown, daemon=True)
+    closing.start()
+    closing.join(timeout=2)
+    assert not closing.is_alive()
+
+
+@pytest.mark.slow
+@pytest.mark.dask
+def test_ctrl_c_stops_the_runs_on_a_dask_cluster(moons):
+    dask = pytest.importorskip("dask")
+    distributed = pytest.importorskip("dask.distributed")
+    with dask.config.set({"distributed.worker.multiprocessing-method": "spawn"}), \
+            distributed.LocalCluster(n_workers=1, processes=True, threads_per_worker=1,
+                                     dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        executor = client.get_executor()
+        fastnn.sweep(*moons, (3,), passes=10, executor=executor, progress=False)  # the worker's kernels loaded
+        threading.Timer(1.0, _thread.interrupt_main).start()
+        start = time.perf_counter()
+        with pytest.raises(KeyboardInterrupt):
+            fastnn.sweep(*moons, executor=executor, **dict(LONG, n_jobs=None))
+        assert time.perf_counter() - start < 2
+        # The worker's one thread is free again only once the run it had stopped: a task sent now runs
+        # within about a second (the run asks the scheduler every 0.1 s, and stops within a chunk).
+        start = time.perf_counter()
+        client.submit(time.monotonic, pure=False).result(timeout=30)
+        assert time.perf_counter() - start < 1.5

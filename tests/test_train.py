@@ -1,28 +1,38 @@
-"""Whole training runs: the kernels against the reference, the public API on both backends, the tutorial's
-literal code, and the reference's gradient against central differences."""
+"""fastnn.train: whole runs of the kernels against the reference, the two backends through the API,
+mini-batches, continuing a run (init=), the loss history, divergence, bit-for-bit determinism (threads,
+thread counts, the on-disk kernel cache), Ctrl-C, and the peak memory of a large run.
+
+Bad arguments to train() are test_validate.py's; the tutorial's own run is test_tutorial.py's.
+"""
 
 import itertools
-import re
+import json
+import pickle
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+import warnings
 
 import numpy as np
 import pytest
-import tutorial_literal as literal
-from conftest import (ACTIVATIONS, CLASSES, HIDDEN, INPUTS, OUTPUTS, RUN_RTOL, SAMPLES, assert_weights_near,
-                      call, dims)
+from helpers import (ACTIVATIONS, CLASSES, HIDDEN, INPUTS, OUTPUTS, RUN_RTOL, RUN_RTOL32, RUNS, SAMPLES,
+                     assert_weights_near, child_env, run_kernel)
 
 import fastnn
-from fastnn import kernels, reference, tutorial
+from fastnn import _validate as check
+from fastnn import kernels, reference
 from fastnn.train import init_params
 
 PASSES = 1000
 NO_ORDER = np.empty((0, 0), np.int64)
-# Whole runs in float32 (200 passes): if every update's rounding (eps32/2 = 6e-8 of a weight) added up, 200
-# passes would reach 1.2e-5 of the largest weight; a well-conditioned run contracts such errors, and the
-# kernels measured at most 1.6e-7 from the float32 reference and 1.0e-6 from their own float64 run.
-RUN_RTOL32 = 1e-5
+# Enough samples for two tiles, so that train() picks the parallel kernel when Numba has 2 threads.
+N_PARALLEL = 2 * kernels.TILE + 1000
 
 
-# --- Kernels against the reference, 1000 passes -------------------------------------------------------------
+# --- Kernels against the reference, 1000 passes ---------------------------------------------------------------
 
 def blobs(n, d, k):
     """k Gaussian clusters around centres 2 sd apart (seeded: the same data for every run of a shape)."""
@@ -38,7 +48,7 @@ def blobs(n, d, k):
 # reach the edge of stability (a sharpness above 2 / step) and then chaos, where ulps grow to 1e-1 within
 # a few hundred passes, in the reference against itself too. At 0.1 the whole grid of every axis value
 # (648 runs) agreed to 1.5e-14, while the weights still move by 0.07 to 7. The tutorial's own setting,
-# which does end on a period-2 orbit, is tested against the tutorial's code below.
+# which does end on a period-2 orbit, is tested against the tutorial's code in test_tutorial.py.
 STEP = 0.1
 
 
@@ -46,25 +56,24 @@ def grid():
     """(d, k, h, n, act, out, mean) runs: every shape of the full D x K x H x N cross product (54), each with
     an activation, output and reduction chosen by index arithmetic so that every value of each is paired
     with every value of every shape axis; then all 12 activation x output x reduction combinations on the
-    tutorial's shape and on the largest one. The whole product (648 runs) takes 70 s in the reference;
-    these 76 cover every value and every pair of values of the seven axes (test_grid_covers_every_pair)."""
+    tutorial's shape and on the largest one. These 76 cover every value and every pair of values of the
+    seven axes (test_grid_covers_every_pair) at a ninth of the cost of the whole product (648 runs)."""
     cases = []
     for (i, d), (j, k), (l, h), (q, n) in itertools.product(*map(enumerate, (INPUTS, CLASSES, HIDDEN,
                                                                             SAMPLES))):
-        cases.append((d, k, h, n, (i + l + q) % 3, (j + l + q) % 2, bool((i + j + q) % 2)))
+        cases.append((d, k, h, n, ACTIVATIONS[(i + l + q) % 3], OUTPUTS[(j + l + q) % 2], bool((i + j + q) % 2)))
     for d, k, h, n in [(2, 2, 3, 200), (5, 3, 50, 200)]:
-        for act, out, mean in itertools.product(ACTIVATIONS.values(), OUTPUTS.values(), (False, True)):
+        for act, out, mean in itertools.product(ACTIVATIONS, OUTPUTS, (False, True)):
             cases.append((d, k, h, n, act, out, mean))
     return list(dict.fromkeys(cases))  # without the few runs the first part already has
 
 
 GRID = grid()
-AXES = (INPUTS, CLASSES, HIDDEN, SAMPLES, tuple(ACTIVATIONS.values()), tuple(OUTPUTS.values()), (False, True))
+AXES = (INPUTS, CLASSES, HIDDEN, SAMPLES, ACTIVATIONS, OUTPUTS, (False, True))
 
 
 def case_id(case):
     d, k, h, n, act, out, mean = case
-    act, out = list(ACTIVATIONS)[act], list(OUTPUTS)[out]
     return f"d{d}k{k}h{h}n{n}-{act}-{out}-{'mean' if mean else 'sum'}"
 
 
@@ -76,12 +85,12 @@ def test_grid_covers_every_pair():
 
 def run_kernels_and_reference(d, k, h, n, act, out, mean, dtype=np.float64, passes=PASSES, lr=None):
     X, y = blobs(n, d, k)
-    named = dict(X=X.astype(dtype), y=y, order=NO_ORDER, hidden=h, dims=dims(d, k), passes=passes, batch=n,
-                 lr=lr or (STEP if mean else STEP / n), reg=0.01, mean=mean, act=act, out=out, nslots=1)
     thetas = []
     for impl in (kernels, reference):
         theta = init_params(d, h, k, 0, dtype)
-        assert call(impl.train_serial, dict(named, theta=theta)) == passes
+        done, _, _ = run_kernel(impl, X.astype(dtype), y, theta, h, act, out, passes,
+                                lr=lr or (STEP if mean else STEP / n), mean=mean)
+        assert done == passes
         thetas.append(theta)
     return thetas
 
@@ -96,14 +105,15 @@ def test_whole_run_matches_reference(case):
 
 def test_sum_with_lr_over_n_is_mean():
     """The two reductions differ only in where 1/n is applied."""
-    case = (2, 3, 3, 200, 0, 0)
+    case = (2, 3, 3, 200, "tanh", "softmax")
     summed, _ = run_kernels_and_reference(*case, mean=False, lr=STEP / 200)
     mean, _ = run_kernels_and_reference(*case, mean=True, lr=STEP)
     assert_weights_near(summed, mean, RUN_RTOL, "sum vs mean")
 
 
-@pytest.mark.parametrize("act", ACTIVATIONS.values(), ids=ACTIVATIONS)
-@pytest.mark.parametrize("d, k, h, out", [(2, 2, 3, 0), (5, 3, 50, 1)], ids=["d2k2h3-softmax", "d5k3h50-sigmoid"])
+@pytest.mark.parametrize("act", ACTIVATIONS)
+@pytest.mark.parametrize("d, k, h, out", [(2, 2, 3, "softmax"), (5, 3, 50, "sigmoid")],
+                         ids=["d2k2h3-softmax", "d5k3h50-sigmoid"])
 def test_float32_run(d, k, h, out, act):
     """float32 kernels against the float32 reference, and against their own float64 run (200 passes)."""
     kernel32, ref32 = run_kernels_and_reference(d, k, h, 200, act, out, True, np.float32, passes=200)
@@ -113,12 +123,7 @@ def test_float32_run(d, k, h, out, act):
     assert_weights_near(kernel32, kernel64, RUN_RTOL32, "float32 vs float64")
 
 
-# --- The public API on both backends ------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def moons():
-    return fastnn.make_moons()
-
+# --- The two backends through the API -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("reduction, lr", [("sum", 0.01), ("mean", 0.5)], ids=["sum", "mean"])
 @pytest.mark.parametrize("output", OUTPUTS)
@@ -131,6 +136,33 @@ def test_backends_agree(moons, activation, output, reduction, lr):
     np.testing.assert_array_equal(fast.loss_history[:, 0], slow.loss_history[:, 0])
     np.testing.assert_allclose(fast.loss_history[:, 1], slow.loss_history[:, 1], rtol=RUN_RTOL)
 
+
+def test_float32_through_the_api(moons):
+    X, y = moons
+    fast = fastnn.train(X.astype(np.float32), y, 3, passes=200)
+    slow = fastnn.train(X, y, 3, passes=200, dtype="float32", backend="numpy")
+    full = fastnn.train(X, y, 3, passes=200)
+    assert fast.dtype == slow.dtype == np.float32
+    assert_weights_near(fast.theta, slow.theta, RUN_RTOL32, "float32 numba vs numpy")
+    assert_weights_near(fast.theta, full.theta, RUN_RTOL32, "float32 vs float64")
+
+
+@pytest.mark.parametrize("activation, output", [("tanh", "softmax"), ("relu", "sigmoid"), ("sigmoid", "softmax")],
+                         ids=["tanh-softmax", "relu-sigmoid", "sigmoid-softmax"])
+def test_loss_history(moons, activation, output):
+    model = fastnn.train(*moons, 4, passes=1500, activation=activation, output=output, loss_every=500)
+    h = model.loss_history
+    assert h.shape == (1500 // 500 + 1, 2) and h.dtype == np.float64
+    np.testing.assert_array_equal(h[:, 0], [0, 500, 1000, 1500])
+    assert h[-1, 1] == pytest.approx(model.loss(*moons), rel=1e-12)
+    initial = fastnn.train(*moons, 4, passes=1, activation=activation, output=output).loss_history[0, 1]
+    assert h[0, 1] == initial and h[-1, 1] < h[0, 1]
+    # A last row at the end also when passes is not a multiple of loss_every.
+    odd = fastnn.train(*moons, 3, passes=1234, loss_every=500)
+    np.testing.assert_array_equal(odd.loss_history[:, 0], [0, 500, 1000, 1234])
+
+
+# --- Mini-batches ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("batch_size, passes", [(1, 10), (32, 100), (200, 100)], ids=["1", "32", "200"])
 def test_mini_batches_agree(moons, batch_size, passes):
@@ -147,162 +179,354 @@ def test_mini_batches_agree(moons, batch_size, passes):
         assert not np.allclose(fast.theta, full.theta, rtol=1e-3)  # more updates per pass: another run
 
 
-def test_float32_through_the_api(moons):
+def test_unshuffled_mini_batches_follow_the_order_of_X(moons):
     X, y = moons
-    fast = fastnn.train(X.astype(np.float32), y, 3, passes=200)
-    slow = fastnn.train(X, y, 3, passes=200, dtype="float32", backend="numpy")
-    full = fastnn.train(X, y, 3, passes=200)
-    assert fast.dtype == slow.dtype == np.float32
-    assert_weights_near(fast.theta, slow.theta, RUN_RTOL32, "float32 numba vs numpy")
-    assert_weights_near(fast.theta, full.theta, RUN_RTOL32, "float32 vs float64")
+    kw = dict(passes=20, batch_size=32, reduction="mean", lr=0.1)
+    a = fastnn.train(X, y, 3, shuffle=False, **kw)
+    assert a.theta.tobytes() == fastnn.train(X, y, 3, shuffle=False, seed=0, **kw).theta.tobytes()
+    np.testing.assert_allclose(fastnn.train(X, y, 3, shuffle=False, backend="numpy", **kw).theta, a.theta,
+                               rtol=1e-10, atol=1e-12)
+    assert a.theta.tobytes() != fastnn.train(X, y, 3, **kw).theta.tobytes()
+    # One batch of all samples is full-batch gradient descent, whatever the order
+    full = fastnn.train(X, y, 3, passes=20)
+    assert fastnn.train(X, y, 3, passes=20, batch_size=200, shuffle=False).theta.tobytes() == full.theta.tobytes()
 
 
-# --- The tutorial's literal code ----------------------------------------------------------------------------
+# --- Continuing a run (init=) ---------------------------------------------------------------------------------
 
-TUTORIAL_PASSES = 20000
-# After p passes, for p = 1, 1000, 1001, 2000, 2001, ... (the loss rows and the printed lines), and around
-# the end for the phase-aware comparison.
-SNAPSHOTS = {1, *range(1000, TUTORIAL_PASSES + 1, 1000), *range(1001, TUTORIAL_PASSES + 2, 1000),
-             TUTORIAL_PASSES - 1}
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_warm_start_continues_exactly(moons, backend):
+    """init=: 300 passes, then 700 more, is the run of 1000, bit for bit (full batch: no shuffles)."""
+    first = fastnn.train(*moons, 3, passes=300, loss_every=100, backend=backend)
+    continued = fastnn.train(*moons, 3, passes=700, loss_every=100, init=first, backend=backend)
+    whole = fastnn.train(*moons, 3, passes=1000, loss_every=100, backend=backend)
+    np.testing.assert_array_equal(continued.theta, whole.theta)
+    assert continued.settings["passes"] == 1000
+    np.testing.assert_array_equal(continued.loss_history, whole.loss_history)  # rows at 0, 100, ..., 1000
+    np.testing.assert_array_equal(first.theta, fastnn.train(*moons, 3, passes=300, backend=backend).theta)
+
+
+def test_warm_start_continues_mini_batches_exactly(moons):
+    settings = dict(batch_size=32, reduction="mean", lr=0.1)
+    first = fastnn.train(*moons, 3, passes=30, **settings)
+    continued = fastnn.train(*moons, 3, passes=70, init=first, **settings)
+    np.testing.assert_array_equal(continued.theta, fastnn.train(*moons, 3, passes=100, **settings).theta)
+
+
+# --- Divergence -----------------------------------------------------------------------------------------------
+
+def test_divergence_error_is_an_arithmetic_error():
+    assert issubclass(fastnn.DivergenceError, ArithmeticError)
+    e = pickle.loads(pickle.dumps(fastnn.DivergenceError("diverged", at=3, lr=0.5, reduction="sum", n=9)))
+    assert (str(e), e.at, e.lr, e.reduction, e.n) == ("diverged", 3, 0.5, "sum", 9)
 
 
 @pytest.fixture(scope="module")
-def literal_run(moons):
-    """The notebook's code on the notebook's data, one pass beyond 20000 (about 3 s)."""
+def moons20000():
+    return fastnn.make_moons(20000)
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_sum_reduction_on_large_n_diverges(moons20000, backend):
+    # The tutorial's lr = 0.01 with summed gradients is a step of 200 on the mean loss for n = 20000. With
+    # tanh the units saturate and the run stays finite (loss ~ 10x its initial value, forever): it ends
+    # worse than its random initialisation, which train() reports as divergence.
+    X, y = moons20000
+    with pytest.raises(fastnn.DivergenceError) as info:
+        fastnn.train(X, y, 3, passes=200, loss_every=50, reduction="sum", lr=0.01, backend=backend,
+                     n_threads=1)
+    message = str(info.value)
+    for part in (f"pass {info.value.at}", "lr=0.01", "reduction='sum'", "(20000)", "reduction='mean'"):
+        assert part in message, message
+    assert info.value.at == 200 and info.value.lr == 0.01 and info.value.n == 20000
+
+
+def test_exploding_loss_stops_early(moons20000):
+    # With relu the weights grow geometrically: a loss of 1e24 by pass 1000 while still finite.
+    X, y = moons20000
+    with pytest.raises(fastnn.DivergenceError, match="grew from|NaN or inf") as info:
+        fastnn.train(X, y, 3, passes=20000, loss_every=100, activation="relu", lr=0.01, n_threads=1)
+    assert info.value.at <= 1000
+
+
+def test_nonfinite_parameters_stop_at_their_pass(moons):
     X, y = moons
-    _, snapshots = literal.build_model(X, y, 3, TUTORIAL_PASSES + 1, snapshots=SNAPSHOTS)
-    return snapshots
+    with pytest.raises(fastnn.DivergenceError, match="became NaN or inf|loss became nan") as info:
+        fastnn.train(X * 1e150, y, 3, passes=1000, activation="relu")
+    assert info.value.at <= 10
+    assert "scale the features" in str(info.value)  # the inputs are to blame, not the lr
 
 
-def flat(model):
-    return np.concatenate([np.ravel(model[key]) for key in ("W1", "b1", "W2", "b2")])
+def test_mean_reduction_trains_large_n(moons20000):
+    X, y = moons20000
+    m = fastnn.train(X, y, 3, passes=300, lr=1.0, reduction="mean", loss_every=100, n_threads=1)
+    assert m.loss_history[-1, 1] < 0.5 * m.loss_history[0, 1]
 
 
-def test_tutorial_data(moons):
-    X, y = tutorial.generate_data()
-    np.testing.assert_array_equal(X, moons[0])
-    np.testing.assert_array_equal(y, moons[1])
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu"])
+@pytest.mark.parametrize("output", ["softmax", "sigmoid"])
+@pytest.mark.parametrize("scale", [1e6, 1e150, 1e300])
+def test_large_inputs_train_or_raise_never_warn(moons, scale, output, activation, backend):
+    X, y = moons
+    Xs = X * scale
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            m = fastnn.train(Xs, y, 3, passes=300, loss_every=100, activation=activation, output=output,
+                             backend=backend)
+        except fastnn.DivergenceError:
+            return
+        assert np.isfinite(m.theta).all() and np.isfinite(m.loss_history).all()
+        try:
+            P = m.predict_proba(Xs)
+        except ValueError as e:  # finite weights whose products with these inputs overflow
+            assert str(e).startswith("X is too large")
+            return
+        assert np.isfinite(P).all()
+        assert np.isfinite(m.loss(Xs, y))
 
 
-def test_first_1000_passes_match_the_tutorial(moons, literal_run):
-    """Before the orbit sets in (about pass 2000) the runs agree number for number: 1e-9 of the largest
-    weight (measured: 2e-14)."""
-    expected = flat(literal_run[PASSES])
-    assert_weights_near(fastnn.train(*moons, 3, seed=0, passes=PASSES).theta, expected, RUN_RTOL, "train")
-    assert_weights_near(fastnn.train(*moons, 3, seed=0, passes=PASSES, backend="numpy").theta, expected,
-                        RUN_RTOL, "train, numpy backend")
-    assert_weights_near(flat(tutorial.build_model(*moons, 3, num_passes=PASSES)), expected, RUN_RTOL,
-                        "tutorial.build_model")
+# --- Determinism ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("run", RUNS)
+def test_same_call_same_bits(moons, run):
+    X, y = moons
+    a = fastnn.train(X, y, **RUNS[run])
+    b = fastnn.train(X, y, **RUNS[run])
+    assert a.theta.tobytes() == b.theta.tobytes()
+    assert a.loss_history.tobytes() == b.loss_history.tobytes()
 
 
-# The tutorial's run ends on a period-2 orbit: from about pass 2000 the weights alternate between two points
-# 0.09 apart (DESIGN.md). Passes ~1100 to 2000 are a chaotic transient: there the kernels and the literal
-# code drift from 7e-14 (pass 1000) to 7e-10 (1100) to 1e-3 (1200), and so does the literal code against
-# itself after a 1-ulp change to one initial weight. Which phase of the orbit a run lands in is then down
-# to rounding: with 1-ulp changes to single initial weights, the literal code lands in the other phase in 2
-# of 5 cases. So the final weights must match the literal code after 19999, 20000 or 20001 passes to 1e-5,
-# and the loss every 1000 passes to 1e-3 (the orbit's two losses differ by 5.6e-4).
-# Measured: the numpy backend stays in phase (2.9e-9 from pass 20000), the kernels of commit 595004b too
-# (6.1e-8), while those of 98cf1f5 (another tanh) landed in the other phase and matched passes 19999 and
-# 20001 to 6.26e-6: the orbit still drifts by 1.25e-5 every two passes at pass 20000, and a run in the other
-# phase sits half-way, exactly as the literal code's own phase-shifted runs do (6.25e-6 to 6.29e-6). So 1e-5
-# holds with a margin of only 1.6x for a phase-shifted run: not loosened, but a failure at ~6e-6 to 2e-5
-# here means another rounding, not a wrong kernel, which would be off by 1e-3 or more.
-def assert_phase_aware(theta, loss_history, literal_run, moons):
-    distances = {p: np.abs(theta - flat(literal_run[p])).max() for p in (19999, 20000, 20001)}
-    assert min(distances.values()) <= 1e-5, f"max |diff| to the literal run after p passes: {distances}"
-    assert loss_history[-1, 0] == TUTORIAL_PASSES
-    for passes, loss in loss_history[1:]:
-        assert abs(loss - literal.calculate_loss(literal_run[int(passes)], *moons)) <= 1e-3, passes
+CHILD = """
+import hashlib, numba, numpy as np, fastnn
+X, y = fastnn.make_moons({n}, random_state=3)
+for dtype in ("float64", "float32"):
+    m = fastnn.train(X, y, 8, passes=20, loss_every=5, reduction="mean", lr=0.5, dtype=dtype)
+    h = hashlib.sha256(m.theta.tobytes() + m.loss_history.tobytes())
+    p = hashlib.sha256(m.predict_proba(X).tobytes())
+    print(numba.get_num_threads(), dtype, h.hexdigest(), p.hexdigest())
+"""
 
 
-def test_20000_passes_match_the_tutorial_phase_aware(moons, literal_run):
-    model = fastnn.train(*moons, 3, seed=0)
-    assert model.loss_history.shape == (TUTORIAL_PASSES // 1000 + 1, 2)
-    assert_phase_aware(model.theta, model.loss_history, literal_run, moons)
+def test_thread_count_does_not_change_a_bit():
+    # n spans several tiles, so with 2 threads train(), loss() and predict_proba() take the parallel
+    # kernels and with 1 the serial ones: the tile partials are summed in tile order either way.
+    outs = []
+    for threads in (1, 2):
+        r = subprocess.run([sys.executable, "-c", CHILD.format(n=N_PARALLEL)], env=child_env(threads),
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        lines = [line.split() for line in r.stdout.splitlines()]
+        assert [line[0] for line in lines] == [str(threads)] * 2
+        outs.append([line[1:] for line in lines])
+    assert outs[0] == outs[1]
 
 
-def test_20000_passes_numpy_backend_phase_aware(moons, literal_run):
-    model = fastnn.train(*moons, 3, seed=0, backend="numpy")
-    assert_phase_aware(model.theta, model.loss_history, literal_run, moons)
+CACHED = """
+import hashlib, fastnn
+X, y = fastnn.make_moons()
+for dtype in ("float64", "float32"):
+    m = fastnn.train(X, y, 3, passes=2000, dtype=dtype)
+    print(dtype, hashlib.sha256(m.theta.tobytes() + m.loss_history.tobytes()).hexdigest())
+"""
 
 
-def test_build_model_20000_passes_phase_aware(moons, literal_run, capsys):
-    """print_loss prints as the notebook does: after pass i + 1, for i = 0, 1000, ..., 19000."""
-    quiet = tutorial.build_model(*moons, 3)
-    loud = tutorial.build_model(*moons, 3, print_loss=True)
-    for key in ("W1", "b1", "W2", "b2"):  # printing splits the run into pieces: the same run, bit for bit
-        np.testing.assert_array_equal(loud[key], quiet[key])
-        assert loud[key].shape == literal_run[TUTORIAL_PASSES][key].shape
-    lines = capsys.readouterr().out.splitlines()
-    printed = [re.fullmatch(r"Loss after iteration (\d+): (\d+\.\d{6})", line) for line in lines]
-    assert all(printed), lines
-    assert [int(m[1]) for m in printed] == list(range(0, TUTORIAL_PASSES, 1000))
-    history = np.array([(int(m[1]) + 1, float(m[2])) for m in printed])
-    theta = flat(quiet)
-    distances = [np.abs(theta - flat(literal_run[p])).max() for p in (19999, 20000, 20001)]
-    assert min(distances) <= 1e-5, distances
-    for passes, loss in history:  # printed to 6 decimals: 1e-3 as for the loss history
-        assert abs(loss - literal.calculate_loss(literal_run[int(passes)], *moons)) <= 1e-3, passes
+@pytest.mark.slow
+def test_a_cached_kernel_computes_the_bits_of_a_fresh_compilation(tmp_path):
+    # The first child compiles into an empty cache, the second loads from it. They must agree bit for bit:
+    # a kernel can compile to other code when it is cached than when it is fresh (a variant of the fused
+    # backward did). 2000 passes of the tutorial's run cross its chaotic stretch, which turns a 1-ulp
+    # difference into 1e-3.
+    env = child_env(1, NUMBA_CACHE_DIR=str(tmp_path))
+    outs = []
+    for _ in range(2):
+        r = subprocess.run([sys.executable, "-c", CACHED], env=env, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr
+        outs.append(r.stdout.split())
+    assert len(outs[0]) == 4 and outs[0] == outs[1]
 
 
-def test_build_model_prints_the_notebooks_loss(moons, capsys):
-    """The notebook's published output reads "Loss after iteration 1000: 0.068947": the one expectation
-    pasted from outside, because it is the tutorial's own printed result that fastnn must reproduce."""
-    tutorial.build_model(*moons, 3, num_passes=1001, print_loss=True)
-    assert "Loss after iteration 1000: 0.068947" in capsys.readouterr().out.splitlines()
+# --- Threads --------------------------------------------------------------------------------------------------
+
+def eight_calls(moons):
+    Xl, yl = fastnn.make_moons(N_PARALLEL, random_state=1)
+    small = [dict(hidden=h, passes=2000, activation=a, dtype=t)
+             for h, a, t in [(1, "tanh", None), (2, "relu", None), (3, "tanh", None), (4, "sigmoid", None),
+                             (5, "tanh", "float32"), (20, "relu", None), (50, "tanh", None)]]
+    calls = [(moons, kw) for kw in small]
+    calls.insert(3, ((Xl, yl), dict(hidden=16, passes=30, reduction="mean", lr=0.5, loss_every=10)))
+    return calls
 
 
-# --- The reference's gradient against central differences ---------------------------------------------------
+def test_eight_threads_match_sequential_runs(moons):
+    calls = eight_calls(moons)
+    assert len(calls) == 8
+    sequential = [fastnn.train(*data, **kw) for data, kw in calls]
+    results, errors = [None] * 8, []
+    start = threading.Barrier(8)
 
-def reference_gradient(X, y, theta, h, k, act, out, reg):
-    """n * dL/dtheta as reference.train computes it: the stages on one block of all n samples, then the L2
-    term as reference.update adds it (read back from an update with lr = 1)."""
-    n, d = X.shape
-    XB, A1, Z2, P, D2, S = (np.empty((rows, n)) for rows in (d, h, k, k, h, 2))
-    yb = np.empty(n, np.int64)
-    W1, b1, W2, b2 = reference.split(theta, d, h, k)
-    reference.load_block(X, y, np.empty(0, np.int64), 0, n, XB, yb)
-    reference.hidden_forward(XB, n, W1, b1, W2, b2, act, A1, Z2, dims(d, k))
-    reference.output_forward(Z2, n, out, P, S)
-    reference.output_delta(P, yb, n, out, P)
-    reference.hidden_delta(P, n, W2, A1, act, D2)
-    G = np.zeros(theta.size)
-    reference.accumulate(XB, A1, P, D2, n, G)
-    stepped = theta.copy()
-    reference.update(stepped, G, d, h, k, 1.0, reg, 1.0)
-    return theta - stepped
+    def work(i):
+        try:
+            start.wait()
+            data, kw = calls[i]
+            results[i] = fastnn.train(*data, **kw)
+        except BaseException as e:  # reported below: an exception in a thread would pass silently
+            errors.append(e)
 
-
-def central_difference(X, y, theta, h, k, act, out, reg, step=1e-6):
-    n, d = X.shape
-    grad = np.empty(theta.size)
-    for i in range(theta.size):
-        plus, minus = theta.copy(), theta.copy()
-        plus[i] += step
-        minus[i] -= step
-        grad[i] = (reference.loss(X, y, plus, h, dims(d, k), reg, act, out, 1)
-                   - reference.loss(X, y, minus, h, dims(d, k), reg, act, out, 1)) / (2 * step)
-    return n * grad
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for a, b in zip(sequential, results):
+        assert a.theta.tobytes() == b.theta.tobytes()
+        assert a.loss_history.tobytes() == b.loss_history.tobytes()
 
 
-@pytest.mark.parametrize("seed", range(3))
-@pytest.mark.parametrize("k", CLASSES, ids=lambda k: f"k{k}")
-@pytest.mark.parametrize("out", OUTPUTS.values(), ids=OUTPUTS)
-@pytest.mark.parametrize("act", ACTIVATIONS.values(), ids=ACTIVATIONS)
-def test_reference_gradient_is_the_derivative_of_the_loss(act, out, k, seed):
-    """Central differences of reference.loss (float64, step 1e-6) against the analytic gradient. Rounding
-    in the difference is about eps * n L / step, ~1e-9 of the largest gradient (measured 1.9e-9), the
-    truncation step^2 f''' ~1e-12: 1e-6 leaves a wide margin, while a wrong derivative (1 - a for tanh's
-    1 - a^2, a missing or doubled L2 term with reg = 0.1) is off by 1e-2 or more."""
-    rng = np.random.default_rng(seed)
-    d, h, n = 2, 3, 7
-    while True:  # relu has a kink at 0: keep every pre-activation far from it compared with the step
-        X, y = rng.standard_normal((n, d)), rng.integers(0, k, n)
-        theta = rng.standard_normal(d * h + h + h * k + k)
-        W1, b1 = reference.split(theta, d, h, k)[:2]
-        if np.abs(X @ W1 + b1).min() > 1e-3:
+def ticker(stop, ticks):
+    while not stop.is_set():
+        ticks.append(time.perf_counter())
+        time.sleep(1e-4)  # a tick needs the GIL, not a core: the parallel kernel keeps both of a 2-core machine
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
+def test_kernels_release_the_gil(parallel):
+    # A pure-Python thread appends timestamps while one kernel call runs. Were the GIL held for the call,
+    # no Python code could run between its start and its end; ticks in the middle half of the call show
+    # that it was released. (The clock only frames the window; nothing asserts a speed.)
+    Xl, yl = fastnn.make_moons(N_PARALLEL, random_state=2)
+    Xl, (yl, _) = check.features(Xl, np.float64), check.labels(yl, N_PARALLEL)
+    theta = fastnn.train(Xl, yl, 8, passes=1, reduction="mean", n_threads=1).theta.copy()
+    slots = 2 if parallel else 1
+
+    def run(passes):
+        run_kernel(kernels, Xl, yl, theta, 8, "tanh", "softmax", passes, lr=1e-3, reg=0.0, parallel=parallel,
+                   slots=slots)
+
+    run(1)  # compiled and warm
+    passes = 1
+    while True:  # longer calls until one lasts 0.2 s, whatever the speed of the machine
+        passes *= 4
+        stop, ticks = threading.Event(), []
+        thread = threading.Thread(target=ticker, args=(stop, ticks))
+        thread.start()
+        while not ticks:
+            time.sleep(0.001)
+        t0 = time.perf_counter()
+        run(passes)
+        t1 = time.perf_counter()
+        stop.set()
+        thread.join()
+        if t1 - t0 >= 0.2:
             break
-    analytic = reference_gradient(X, y, theta, h, k, act, out, reg=0.1)
-    numeric = central_difference(X, y, theta, h, k, act, out, reg=0.1)
-    np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-6 * np.abs(numeric).max())
+    quarter = (t1 - t0) / 4
+    inside = [t for t in ticks if t0 + quarter < t < t1 - quarter]
+    assert len(inside) > 100, f"{len(inside)} ticks during the middle of a {t1 - t0:.2f} s kernel call"
+
+
+# --- Ctrl-C ---------------------------------------------------------------------------------------------------
+
+# 10**9 passes: hours for any of these runs, so a run that only stopped at its end would hang the test.
+LONG = """
+import sys, threading, traceback, fastnn
+for i, (n, hidden, backend, progress) in enumerate({cases}):
+    X, y = fastnn.make_moons(n)
+    settings = dict(reduction="mean", lr=0.1, backend=backend)
+    fastnn.train(X, y, hidden, passes=1, **settings)  # compiled (or loaded from cache) before saying so
+    print("started", i, flush=True)
+    try:
+        fastnn.train(X, y, hidden, passes=10**9, progress=progress, **settings)
+    except KeyboardInterrupt:
+        traceback.print_exc()
+        print("interrupted", i, "threads", threading.active_count(), flush=True)
+        if i == len({cases}) - 1:
+            raise
+"""
+
+INTERRUPTED = {  # (n, hidden, backend, progress)
+    "tutorial, with a progress bar": (200, 3, "numba", True),
+    "parallel kernel": (N_PARALLEL, 32, "numba", False),
+    "numpy backend": (2000, 8, "numpy", False),
+}
+# How long to wait for a line from the child before calling it hung: far more than the ~0.15 s chunk of
+# passes after which train() notices Ctrl-C (and the interpreter start), far less than the runs' hours.
+HANG = 120
+
+
+def test_ctrl_c_stops_a_long_train():
+    # One child runs each case in turn (one interpreter start instead of three): started, Ctrl-C, stopped.
+    cases = list(INTERRUPTED.values())
+    p = subprocess.Popen([sys.executable, "-c", LONG.format(cases=cases)], env=child_env(2),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines, stderr = queue.Queue(), []  # both pipes read as the child writes: neither can fill up and block it
+    threading.Thread(target=lambda: ([lines.put(line.split()) for line in p.stdout], lines.put(None)),
+                     daemon=True).start()
+    reader = threading.Thread(target=lambda: stderr.extend(p.stderr), daemon=True)
+    reader.start()
+
+    def next_line(case):
+        try:
+            line = lines.get(timeout=HANG)
+        except queue.Empty:
+            p.kill()
+            pytest.fail(f"{case}: no line from the child in {HANG} s")
+        if line is None:  # the child ended
+            p.wait(timeout=HANG)
+            reader.join(timeout=HANG)
+            pytest.fail(f"{case}: the child exited early: {''.join(stderr)}")
+        return line
+
+    try:
+        for i, case in enumerate(INTERRUPTED):
+            started = next_line(case)
+            assert started == ["started", str(i)], f"{case}: {started}"
+            time.sleep(0.5)  # well inside the run
+            p.send_signal(signal.SIGINT)
+            line = next_line(case)
+            assert line[:2] == ["interrupted", str(i)], f"{case}: {line}"
+            # tqdm's monitor thread, started by the first bar, must not outlive the bar
+            assert line[2:] == ["threads", "1"], f"{case}: {line}"
+        p.wait(timeout=HANG)
+        reader.join(timeout=HANG)
+    finally:
+        p.kill()
+    err = "".join(stderr)
+    assert p.returncode != 0, err
+    assert err.count("KeyboardInterrupt") >= len(INTERRUPTED), err
+
+
+# --- Peak memory ----------------------------------------------------------------------------------------------
+
+# Training n = 10,000,000, H = 64 in float64 must stay within 1.3x the size of X and y plus 200 MB: no (n, h)
+# array, so the data itself dominates. Run in a subprocess, whose peak resident size (VmHWM) is reset once the
+# data exists, so that what is measured is training's own growth over everything before it (interpreter,
+# libraries, compiled kernels, data).
+MEMORY = """
+import json, numpy as np, fastnn
+def status(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field))
+X, y = fastnn.make_moons(200, random_state=1)
+fastnn.train(X, y, 64, passes=1, reduction="mean", loss_every=1)  # compile or load the kernels first
+before = status("VmRSS:")
+X, y = fastnn.make_moons({n}, random_state=1)
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # resets VmHWM to the current resident size
+model = fastnn.train(X, y, 64, passes=1, reduction="mean", loss_every=1)
+print(json.dumps(dict(data=X.nbytes + y.nbytes, before=before, peak=status("VmHWM:"),
+                      finite=bool(np.isfinite(model.theta).all()))))
+"""
+
+
+@pytest.mark.slow
+def test_large_run_stays_near_the_size_of_the_data():
+    n = 10_000_000
+    r = subprocess.run([sys.executable, "-c", MEMORY.format(n=n)], env=child_env(), capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    m = json.loads(r.stdout.strip().splitlines()[-1])
+    assert m["finite"]
+    grown = m["peak"] - m["before"]
+    assert grown <= 1.3 * m["data"] + 200e6, f"peak grew {grown / 1e6:.0f} MB for {m['data'] / 1e6:.0f} MB of data"

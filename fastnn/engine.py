@@ -1,0 +1,199 @@
+"""How a call reaches the kernels: the variant for its settings and shape, threads, work buffers, and the
+notice printed before a variant is compiled."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numba
+import numpy as np
+
+from . import kernels, reference
+
+# Parallel kernels are entered one at a time: Numba's workqueue threading layer aborts when two threads
+# enter parallel code at once, and a parallel kernel already uses every core.
+_PARALLEL = threading.Lock()
+
+log = logging.getLogger("fastnn")
+
+
+class _Unlocked:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def tiles(n: int) -> int:
+    """Tiles of n samples: the unit of parallel work, and of the gradient and loss partials."""
+    return -(-n // kernels.TILE)
+
+
+def work_bytes(n: int, d: int, h: int, k: int, batch: int, dtype, slots: int) -> int:
+    """Bytes of the buffers a call allocates besides its inputs: per slot the transposed block and its
+    activations, logits, outputs and deltas (d + 2h + 3k + 2 rows of BLOCK values) and BLOCK labels; a float64
+    gradient partial per tile of a batch; a loss per tile of n; and a float64 copy of the parameters."""
+    size = reference.size(d, h, k)
+    return (slots * kernels.BLOCK * ((d + 2 * h + 3 * k + 2) * np.dtype(dtype).itemsize + 8)
+            + 8 * size * (tiles(batch) + 1) + 8 * tiles(n))
+
+
+@dataclass(frozen=True)
+class Engine:
+    """The ``run`` kernel of one variant (or its NumPy twin), its work slots, and the lock to hold while it
+    runs. Call it like ``kernels.build(...).run`` without the buffers, which it allocates."""
+
+    run: Callable
+    slots: int
+    lock: Any
+    describe: str  # the variant, for the compile notice
+
+    def __call__(self, X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, P):
+        args = arguments(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, P, self.slots)
+        if self.describe:  # a kernel, not the NumPy twin
+            _compile(self.run, args, self.describe)
+        with self.lock:
+            done, value = self.run(*args)
+        return int(done), float(value)
+
+
+def arguments(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, P, slots):
+    """The arguments of ``run``, with the buffers it needs and the inputs read-only."""
+    n, d = X.shape
+    h, k = params[2].shape
+    work = np.empty((slots, d + 2 * h + 3 * k + 2, kernels.BLOCK), X.dtype)
+    labels = np.zeros((slots, kernels.BLOCK), np.int64)
+    partials = np.zeros((tiles(min(batch, n)), theta.size))
+    losses = np.zeros(tiles(n))
+    return (_readonly(X), _readonly(y), order, theta, params, int(passes), int(batch), float(lr), float(reg),
+            bool(mean), bool(evaluate), work, labels, partials, losses, P)
+
+
+def plan(backend: str, activation: str, output: str, dtype, d: int, k: int, n: int, batch: int,
+         n_threads: int | None = None) -> Engine:
+    """The engine for a call on n samples (d inputs, k classes) in batches of ``batch``.
+
+    Kernels run serially unless n is at least two tiles and more than one thread is allowed; a batch of at
+    most one block gets the variant without the loop over tiles. The choice never changes a result's bits.
+    """
+    dtype = np.dtype(dtype).name
+    if backend == "numpy":
+        return Engine(reference.build(activation, output, dtype, d, k, "block").run, 1, _Unlocked(), "")
+    threads = numba.get_num_threads() if n_threads is None else min(n_threads, numba.get_num_threads())
+    parallel = threads > 1 and n >= 2 * kernels.TILE
+    loop = "block" if batch <= kernels.BLOCK else "tiles"
+    describe = (f"{activation} hidden units, {output} outputs, {dtype}, {d} input{'s' * (d > 1)}, {k} classes"
+                + (", parallel" if parallel else ""))
+    return Engine(kernels.build(activation, output, dtype, d, k, loop, parallel).run, threads if parallel else 1,
+                  _PARALLEL if parallel else _Unlocked(), describe)
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    """A read-only view of an input array: the kernels read inputs only, and Numba compiles read-only and
+    writable arrays apart, so passing every input read-only serves read-only, memory-mapped and writable
+    data with the same machine code."""
+    view = a.view(np.ndarray)
+    view.flags.writeable = False
+    return view
+
+
+# Seconds one variant took to compile on a 2-core AMD EPYC (Zen 4) development machine, by its loop.
+_COMPILE_SECONDS = {False: 4, True: 8}
+
+
+def _compile(dispatcher, args, describe: str) -> None:
+    """Compile (or load from the disk cache) the kernel for these arguments, with a notice first if it must
+    be compiled: a first call otherwise sits silent for seconds."""
+    types = tuple(dispatcher.typeof_pyval(a) for a in args)
+    if types in dispatcher.overloads:
+        return
+    if not _cached(dispatcher, types):
+        parallel = dispatcher.targetoptions.get("parallel", False)
+        notice(f"fastnn: compiling kernels for {describe} (first use only, then cached on disk; about "
+               f"{_COMPILE_SECONDS[bool(parallel)]} s)")
+        start = time.perf_counter()
+        dispatcher.compile(types)
+        log.debug("compiled %s in %.1f s", describe, time.perf_counter() - start)
+    else:
+        dispatcher.compile(types)
+
+
+def _cached(dispatcher, types) -> bool:
+    cache = dispatcher._cache
+    return isinstance(cache, kernels.KernelCache) and cache.has(types, dispatcher.targetctx.codegen())
+
+
+def notice(message: str) -> None:
+    """Tell the user something worth waiting for: through the ``fastnn`` logger (level INFO) when logging is
+    configured, else on stderr. ``logging.getLogger("fastnn").setLevel(logging.WARNING)`` silences it."""
+    if log.level > logging.INFO:
+        return
+    if log.hasHandlers():
+        log.info(message)
+    else:
+        print(message, file=sys.stderr, flush=True)
+
+
+def compile(activations=("tanh",), outputs=("softmax",), dtypes=("float64", "float32"), inputs=(2,), classes=(2,),
+            processes: int | None = None) -> list[dict]:
+    """Compile the kernels of every combination of these settings into the on-disk cache, in parallel
+    processes, so that later processes (a Docker image's, a cluster's workers) start without compiling.
+
+    Each combination gets every loop a call can use: one block or tiles, serial or parallel. Numbers of
+    inputs above kernels.UNROLL share one compilation, and so do numbers of classes above 2. Returns one
+    dict per compiled variant: its settings, ``seconds`` and ``status`` ("compiled" or "cached").
+    """
+    import concurrent.futures
+    import itertools
+    import multiprocessing
+    import os
+
+    from . import _validate as check
+
+    activations = [check.choice(a, "activations", reference.ACTIVATIONS) for a in activations]
+    outputs = [check.choice(o, "outputs", reference.OUTPUTS) for o in outputs]
+    dtypes = [check.dtype_of(t) for t in dtypes]
+    inputs = [check.integer(d, "inputs") for d in inputs]
+    classes = [check.integer(k, "classes", minimum=2) for k in classes]
+    if processes is not None:
+        processes = check.integer(processes, "processes")
+    variants = {}
+    for act, out, dtype, d, k in itertools.product(activations, outputs, dtypes, inputs, classes):
+        d, k = min(d, kernels.UNROLL + 1), min(k, 3)  # the same compiled variant above these
+        for loop, parallel in (("block", False), ("tiles", False), ("block", True), ("tiles", True)):
+            variants[(act, out, np.dtype(dtype).name, d, k, loop, parallel)] = None
+    if processes is None:
+        processes = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    context = multiprocessing.get_context("spawn")  # Numba's threading layer is not fork-safe
+    with concurrent.futures.ProcessPoolExecutor(min(processes, len(variants)), mp_context=context) as pool:
+        return list(pool.map(_compile_variant, variants))
+
+
+def _compile_variant(variant) -> dict:
+    """Compile (or find cached) the ``run`` kernel of one variant for the arguments the engine passes."""
+    act, out, dtype, d, k, loop, parallel = variant
+    run = kernels.build(*variant).run
+    h = 1
+    theta = np.zeros(reference.size(d, h, k), dtype)
+    X, y = np.zeros((1, d), dtype), np.zeros(1, np.int64)
+    args = arguments(X, y, np.empty((0, 0), np.int64), theta, reference.split(theta, d, h, k), 0, 1, 0.01, 0.0,
+                     False, True, np.empty((0, k), dtype), 1)
+    types = tuple(run.typeof_pyval(a) for a in args)
+    start = time.perf_counter()
+    status = "cached" if _cached(run, types) else "compiled"
+    run.compile(types)
+    return dict(activation=act, output=out, dtype=dtype, inputs=d, classes=k, loop=loop, parallel=parallel,
+                seconds=time.perf_counter() - start, status=status)
+
+
+def cache_dir() -> str:
+    """Where the compiled kernels are cached: ``NUMBA_CACHE_DIR`` if set, else ``__pycache__`` beside the
+    kernels' sources, or, where that cannot be written (a read-only install), Numba's folder in the user's
+    cache directory."""
+    return kernels.build("tanh", "softmax", "float64", 2, 2, "block").run._cache.cache_path
