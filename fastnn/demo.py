@@ -102,12 +102,12 @@ def run(out: str | os.PathLike = "fastnn-demo", passes: int = 20000, n_jobs: int
         tested on 30%) and ``files`` (name: path written).
     """
     passes = check.integer(passes, "passes")
+    began = time.perf_counter()
+    # Printed before matplotlib and the kernels load: a first run spends seconds compiling them.
+    log("1. The data: make_moons(200, noise=0.20) with seed 0, two interleaving half-moons.")
     plot._pyplot()  # fail now, not after the runs, when matplotlib is missing
     os.makedirs(out, exist_ok=True)
     files = {name: os.path.join(out, file) for name, file in FILES.items()}
-    began = time.perf_counter()
-    # Printed before the kernels load: a first run spends seconds compiling them.
-    log("1. The data: make_moons(200, noise=0.20) with seed 0, two interleaving half-moons.")
     X, y = make_moons()
     start = time.perf_counter()
     try:

@@ -53,13 +53,18 @@ class Engine:
     slots: int
     lock: Any
     describe: str  # the variant, for the compile notice
+    alternate: Callable | None = None  # for an evaluation: the other loop's run, used if it is compiled already
 
     def __call__(self, X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, P):
         args = arguments(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, P, self.slots)
+        run = self.run
         if self.describe:  # a kernel, not the NumPy twin
-            _compile(self.run, args, self.describe)
+            types = tuple(run.typeof_pyval(a) for a in args)
+            if self.alternate is not None and not _ready(run, types) and _ready(self.alternate, types):
+                run = self.alternate  # evaluates alike: no reason to compile the other
+            _compile(run, types, self.describe)
         with self.lock:
-            done, value = self.run(*args)
+            done, value = run(*args)
         return int(done), float(value)
 
 
@@ -69,29 +74,38 @@ def arguments(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate
     h, k = params[2].shape
     work = np.empty((slots, d + 2 * h + 3 * k + 2, kernels.BLOCK), X.dtype)
     labels = np.zeros((slots, kernels.BLOCK), np.int64)
-    partials = np.zeros((tiles(min(batch, n)), theta.size))
+    partials = np.zeros((tiles(min(batch, n)) if passes else 1, theta.size))  # the first row is G
     losses = np.zeros(tiles(n))
     return (_readonly(X), _readonly(y), order, theta, params, int(passes), int(batch), float(lr), float(reg),
             bool(mean), bool(evaluate), work, labels, partials, losses, P)
 
 
-def plan(backend: str, activation: str, output: str, dtype, d: int, k: int, n: int, batch: int,
-         n_threads: int | None = None) -> Engine:
-    """The engine for a call on n samples (d inputs, k classes) in batches of ``batch``.
+# An evaluation alone (predict, loss) runs on threads from this many samples: below it a serial pass takes
+# well under 0.1 s, and using the variant a training run has compiled already saves seconds of compiling
+# the first time (a plot's grid of 160,000 points would otherwise compile a parallel variant of its own).
+EVALUATE_PARALLEL = 1 << 18
 
-    Kernels run serially unless n is at least two tiles and more than one thread is allowed; a batch of at
-    most one block gets the variant without the loop over tiles. The choice never changes a result's bits.
+
+def plan(backend: str, activation: str, output: str, dtype, d: int, k: int, n: int, batch: int | None = None,
+         n_threads: int | None = None) -> Engine:
+    """The engine for a call on n samples (d inputs, k classes) in batches of ``batch`` (None: an
+    evaluation only, no training).
+
+    Training runs serially unless n is at least two tiles and more than one thread is allowed (evaluations
+    alone from EVALUATE_PARALLEL samples); a batch of at most one block, or no training, gets the variant
+    without the loop over tiles. The choice never changes a result's bits.
     """
     dtype = np.dtype(dtype).name
     if backend == "numpy":
         return Engine(reference.build(activation, output, dtype, d, k, "block").run, 1, _Unlocked(), "")
     threads = numba.get_num_threads() if n_threads is None else min(n_threads, numba.get_num_threads())
-    parallel = threads > 1 and n >= 2 * kernels.TILE
-    loop = "block" if batch <= kernels.BLOCK else "tiles"
+    parallel = threads > 1 and n >= (2 * kernels.TILE if batch is not None else EVALUATE_PARALLEL)
+    loop = "block" if batch is None or batch <= kernels.BLOCK else "tiles"
     describe = (f"{activation} hidden units, {output} outputs, {dtype}, {d} input{'s' * (d > 1)}, {k} classes"
                 + (", parallel" if parallel else ""))
+    alternate = kernels.build(activation, output, dtype, d, k, "tiles", parallel).run if batch is None else None
     return Engine(kernels.build(activation, output, dtype, d, k, loop, parallel).run, threads if parallel else 1,
-                  _PARALLEL if parallel else _Unlocked(), describe)
+                  _PARALLEL if parallel else _Unlocked(), describe, alternate)
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -107,10 +121,14 @@ def _readonly(a: np.ndarray) -> np.ndarray:
 _COMPILE_SECONDS = {False: 4, True: 8}
 
 
-def _compile(dispatcher, args, describe: str) -> None:
-    """Compile (or load from the disk cache) the kernel for these arguments, with a notice first if it must
-    be compiled: a first call otherwise sits silent for seconds."""
-    types = tuple(dispatcher.typeof_pyval(a) for a in args)
+def _ready(dispatcher, types) -> bool:
+    """Whether the kernel for these argument types is compiled in this process or cached on disk."""
+    return types in dispatcher.overloads or _cached(dispatcher, types)
+
+
+def _compile(dispatcher, types, describe: str) -> None:
+    """Compile (or load from the disk cache) the kernel for these argument types, with a notice first if it
+    must be compiled: a first call otherwise sits silent for seconds."""
     if types in dispatcher.overloads:
         return
     if not _cached(dispatcher, types):

@@ -75,8 +75,7 @@ class Model:
 
     def _engine(self, n):
         s = self.settings
-        return engine.plan(s["backend"], s["activation"], s["output"], self.dtype, self.n_features, self.n_classes,
-                           n, n)
+        return engine.plan(s["backend"], s["activation"], s["output"], self.dtype, self.n_features, self.n_classes, n)
 
     def _evaluate(self, run, X, y, P):
         """The loss on (X, y) (y may be empty: no loss) and the outputs into P (may have no rows)."""
@@ -152,12 +151,12 @@ class Model:
 def call_bytes(n: int, d: int, h: int, k: int, dtype: np.dtype, backend: str, slots: int, labels: bool) -> int:
     """Bytes that an evaluation over n rows (forward, or with labels the loss) allocates besides its output.
 
-    The engine's buffers for a batch of n (engine.work_bytes), a copy of read-only parameters, and the
+    The engine's buffers for an evaluation (engine.work_bytes with no gradient partials), a copy of read-only parameters, and the
     labels. The NumPy twin also computes the whole batch as one block (d + 2h + 2k + 2 rows of n) with, at
     its peak, a few (h, n) or (k, n) temporaries: counted as eight in float64, and a few per-row vectors.
     """
     itemsize = np.dtype(dtype).itemsize
-    nbytes = engine.work_bytes(n, d, h, k, max(n, 1), dtype, slots) + reference.size(d, h, k) * itemsize
+    nbytes = engine.work_bytes(n, d, h, k, 1, dtype, slots) + reference.size(d, h, k) * itemsize  # no batches
     nbytes += n * 8 * (2 if labels else 0)
     if backend == "numpy":
         nbytes += n * ((d + 2 * h + 2 * k + 2) * itemsize + 8 * max(h, k) * 8 + 8 * 8)
