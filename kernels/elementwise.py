@@ -81,6 +81,14 @@ def _generate(F, I, exponent_bias, mantissa_bits, ln2_hi, ln2_lo, coth_c, expm1_
     expm1_c = tuple(F(c) for c in reversed(expm1_c))
 
     @scalar
+    def coth_poly(w):
+        """Q(w) = r coth r for w = r**2, |r| <= ln2/4."""
+        p = coth_c[0]
+        for c in coth_c[1:]:
+            p = p * w + c
+        return p
+
+    @scalar
     def exp(x):
         """e**x = 2**k (1 + r + r**2 P(r)), x = k ln2 + r.
 
@@ -114,10 +122,7 @@ def _generate(F, I, exponent_bias, mantissa_bits, ln2_hi, ln2_lo, coth_c, expm1_
         kf = a * two_log2e + biased_shifter
         k = kf - biased_shifter
         r = (a - k * half_ln2_hi) - k * half_ln2_lo
-        w = r * r
-        p = coth_c[0]  # Q(r**2) = r coth r, |r| <= ln2/4
-        for c in coth_c[1:]:
-            p = p * w + c
+        p = coth_poly(r * r)
         s = _as_float(I(_as_int(kf) << shift))
         m = (s - one) * p + (s * r + r)  # (s + 1) r as one multiply-add
         return math.copysign(m / (m + two * (p - r)), x)

@@ -128,9 +128,11 @@ def hidden_forward(XB, m, W1, b1, W2, b2, A1, Z2):
             Z2[v, j] = b2[v]
     first = 0
     if BINARY and D > 0:
-        # Two units per pass over the block: XB and the logits are loaded and stored once for both.
+        # Two units per pass over the block: XB and the logits are loaded and stored once for both. (The
+        # bound h - 1, not h - h % 2: with that one LLVM could not tell the rows apart ahead of the loop
+        # over samples, and ran it as scalar code, 4x slower.)
         first = h - h % 2
-        for u in range(0, first, 2):
+        for u in range(0, h - 1, 2):
             w00, w01, w10, w11 = W2[u, 0], W2[u, 1], W2[u + 1, 0], W2[u + 1, 1]
             for j in range(m):
                 a = activate(_pre(XB, W1, b1, A1, u, j))
