@@ -164,7 +164,8 @@ def compile(activations=("tanh",), outputs=("softmax",), dtypes=("float64", "flo
     processes, so that later processes (a Docker image's, a cluster's workers) start without compiling.
 
     Each combination gets every loop a call can use: one block or tiles, serial or parallel. Numbers of
-    inputs above kernels.UNROLL share one compilation, and so do numbers of classes above 2. Returns one
+    inputs above kernels.UNROLL share one compilation, and so do numbers of classes above 2. processes=1
+    compiles in this process (default: one process per core). Returns one
     dict per compiled variant: its settings, ``seconds`` and ``status`` ("compiled" or "cached").
     """
     import concurrent.futures
@@ -188,6 +189,8 @@ def compile(activations=("tanh",), outputs=("softmax",), dtypes=("float64", "flo
             variants[(act, out, np.dtype(dtype).name, d, k, loop, parallel)] = None
     if processes is None:
         processes = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if processes == 1:  # in this process: a Dask worker, say, may not start processes of its own
+        return [_compile_variant(v) for v in variants]
     context = multiprocessing.get_context("spawn")  # Numba's threading layer is not fork-safe
     with concurrent.futures.ProcessPoolExecutor(min(processes, len(variants)), mp_context=context) as pool:
         return list(pool.map(_compile_variant, variants))

@@ -1,6 +1,7 @@
 """fastnn.sweep: equal, bit for bit, to a loop of train() calls, on threads, any executor and Dask."""
 
 import _thread
+import contextlib
 import csv
 import itertools
 import json
@@ -245,16 +246,23 @@ def test_result_is_a_plain_container(threaded):
     assert set(threaded.records()[0]) == set(COLUMNS)
 
 
+@contextlib.contextmanager
+def local_cluster(workers):
+    """A Client of a local Dask cluster of single-threaded worker processes, spawned: GNU OpenMP, which
+    Numba's parallel kernels use, is not fork-safe (docs/DESIGN.md)."""
+    dask = pytest.importorskip("dask")
+    distributed = pytest.importorskip("dask.distributed")
+    with dask.config.set({"distributed.worker.multiprocessing-method": "spawn"}), \
+            distributed.LocalCluster(n_workers=workers, processes=True, threads_per_worker=1,
+                                     dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        yield client
+
+
 @pytest.mark.slow
 @pytest.mark.dask
 def test_dask_cluster_gives_the_thread_pool_rows(moons, threaded):
-    dask = pytest.importorskip("dask")
-    distributed = pytest.importorskip("dask.distributed")
-    # spawned workers: GNU OpenMP, which Numba's parallel kernels use, is not fork-safe (docs/DESIGN.md)
-    with dask.config.set({"distributed.worker.multiprocessing-method": "spawn"}), \
-            distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                     dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client:
+    with local_cluster(2) as client:
         executor = client.get_executor()
         result = fastnn.sweep(*moons, HIDDEN, reg=REGS, seeds=SEEDS, test=0.3, passes=PASSES, executor=executor)
         assert_same_rows(result, threaded)
@@ -329,12 +337,7 @@ def test_a_failed_run_stops_the_others(moons):
 @pytest.mark.slow
 @pytest.mark.dask
 def test_ctrl_c_stops_the_runs_on_a_dask_cluster(moons):
-    dask = pytest.importorskip("dask")
-    distributed = pytest.importorskip("dask.distributed")
-    with dask.config.set({"distributed.worker.multiprocessing-method": "spawn"}), \
-            distributed.LocalCluster(n_workers=1, processes=True, threads_per_worker=1,
-                                     dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client:
+    with local_cluster(1) as client:
         executor = client.get_executor()
         fastnn.sweep(*moons, (3,), passes=10, executor=executor, progress=False)  # the worker's kernels loaded
         threading.Timer(1.0, _thread.interrupt_main).start()

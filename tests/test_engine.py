@@ -1,0 +1,102 @@
+"""fastnn.engine and the kernel cache: which variant a call compiles, the notice before compiling, read-only
+and memory-mapped inputs on the same machine code, cache keys that follow every kernel source, and
+``fastnn.compile``."""
+
+import logging
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from helpers import child_env
+
+import fastnn
+from fastnn import engine, kernels
+from fastnn.kernels import config
+
+
+def tutorial_kernel():
+    return kernels.build("tanh", "softmax", "float64", 2, 2, "block").run
+
+
+def test_read_only_and_memory_mapped_inputs_use_the_compiled_kernel(moons, tmp_path):
+    X, y = moons
+    fastnn.train(np.array(X), np.array(y), 3, passes=5)  # writable copies
+    run = tutorial_kernel()
+    compiled = set(run.overloads)
+    fastnn.train(X, y, 3, passes=5)  # the read-only fixture
+    path = tmp_path / "X.npy"
+    np.save(path, X)
+    mapped = np.load(path, mmap_mode="r")
+    model = fastnn.train(mapped, y, 3, passes=5)
+    model.predict(mapped)
+    assert set(run.overloads) == compiled and len(compiled) == 1
+
+
+def test_an_evaluation_uses_the_loop_that_is_compiled(moons):
+    X, y = moons
+    plan = engine.plan("numba", "tanh", "softmax", "float64", 2, 2, 1000)
+    assert plan.run is tutorial_kernel() and plan.alternate is not None and plan.slots == 1
+    training = engine.plan("numba", "tanh", "softmax", "float64", 2, 2, 1000, 1000)
+    assert training.alternate is None and training.run is not plan.run  # tiles: batches of more than a block
+
+
+def test_evaluations_run_in_parallel_only_on_many_rows():
+    small = engine.plan("numba", "tanh", "softmax", "float64", 2, 2, engine.EVALUATE_PARALLEL - 1, n_threads=2)
+    assert small.slots == 1
+    if kernels.TILE * 2 <= engine.EVALUATE_PARALLEL - 1:
+        training = engine.plan("numba", "tanh", "softmax", "float64", 2, 2, engine.EVALUATE_PARALLEL - 1,
+                               engine.EVALUATE_PARALLEL - 1, n_threads=2)
+        assert training.slots == min(2, engine.numba.get_num_threads())
+
+
+def test_the_cache_key_follows_every_kernel_source(moons, monkeypatch):
+    fastnn.train(*moons, 3, passes=5)
+    run = tutorial_kernel()
+    types = next(iter(run.overloads))
+    codegen = run.targetctx.codegen()
+    assert run._cache.has(types, codegen)
+    # An edit to any file of kernels/ changes SOURCE: the entry no longer matches and would compile afresh.
+    monkeypatch.setattr(config, "SOURCE", config.SOURCE + "edited")
+    assert not run._cache.has(types, codegen)
+
+
+def test_the_notice_goes_to_the_fastnn_logger_when_logging_is_configured(caplog, capsys):
+    with caplog.at_level(logging.INFO, logger="fastnn"):
+        engine.notice("fastnn: compiling kernels for a test")
+    assert "compiling kernels for a test" in caplog.text
+    assert capsys.readouterr().err == ""
+
+
+def test_the_notice_can_be_silenced(capsys, monkeypatch):
+    monkeypatch.setattr(engine.log, "level", logging.WARNING)
+    engine.notice("fastnn: compiling kernels for a test")
+    assert capsys.readouterr().err == ""
+
+
+def test_compile_checks_its_arguments_before_starting_processes():
+    with pytest.raises(ValueError, match="activations"):
+        fastnn.compile(activations=("softplus",))
+    with pytest.raises(ValueError, match="classes"):
+        fastnn.compile(classes=(1,))
+    with pytest.raises(ValueError, match="dtype"):
+        fastnn.compile(dtypes=("float16",))
+
+
+TRAIN = "import fastnn; X, y = fastnn.make_moons(); print(fastnn.train(X, y, 3, passes=100).score(X, y))"
+
+
+@pytest.mark.slow
+def test_a_first_call_says_it_compiles_and_fastnn_compile_spares_it(tmp_path):
+    cold = subprocess.run([sys.executable, "-c", TRAIN], env=child_env(NUMBA_CACHE_DIR=str(tmp_path / "a")),
+                          capture_output=True, text=True, timeout=600)
+    assert cold.returncode == 0, cold.stderr
+    assert cold.stderr.count("fastnn: compiling kernels for tanh hidden units, softmax outputs, float64") == 1
+    env = child_env(NUMBA_CACHE_DIR=str(tmp_path / "b"))
+    done = subprocess.run([sys.executable, "-m", "fastnn", "compile", "--dtype", "float64", "--processes", "2"],
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    assert "4 kernels ready" in done.stdout and done.stdout.count("compiled") == 4
+    warm = subprocess.run([sys.executable, "-c", TRAIN], env=env, capture_output=True, text=True, timeout=600)
+    assert warm.returncode == 0 and "compiling" not in warm.stderr
+    assert warm.stdout == cold.stdout
