@@ -20,6 +20,9 @@ SWEEP_H = (1, 2, 3, 4, 5, 20, 50)
 WORKLOADS = {
     "seed": dict(n=200, hidden=(3,), passes=20000, first=10, reduction="sum", dtype="float64"),
     "sweep": dict(n=200, hidden=SWEEP_H, passes=20000, first=10, reduction="sum", dtype="float64"),
+    # an ensemble: one hidden size, 16 initialisations (the seeds 0..15 of the tutorial's init)
+    "ensemble": dict(n=200, hidden=(20,), seeds=tuple(range(16)), passes=20000, first=10, reduction="sum",
+                     dtype="float64"),
     "large": dict(n=1_000_000, hidden=(64,), passes=4, first=1, reduction="mean", dtype="float64"),
     "large32": dict(n=1_000_000, hidden=(64,), passes=4, first=1, reduction="mean", dtype="float32"),
 }
@@ -45,9 +48,14 @@ def loss_and_accuracy(params, X, y):
     return float(loss), float((z2.argmax(axis=1) == y).mean())
 
 
+def runs(w):
+    """The (hidden, seed) pairs of a workload, hidden sizes first."""
+    return [(h, s) for h in w["hidden"] for s in w.get("seeds", (0,))]
+
+
 def _fit_each(train_one):
-    """Turn a one-model trainer into fit(data, hiddens, passes, reduction) -> [params per hidden]."""
-    return lambda data, hiddens, passes, reduction: [train_one(data, h, passes, reduction) for h in hiddens]
+    """Turn a one-model trainer into fit(data, runs, passes, reduction) -> [params per (hidden, seed)]."""
+    return lambda data, pairs, passes, reduction: [train_one(data, h, s, passes, reduction) for h, s in pairs]
 
 
 # ---- fastnn ---------------------------------------------------------------------------------------
@@ -59,15 +67,16 @@ def _fastnn(backend):
         return X, y
 
     # loss_every=passes: the peers record no loss history, so fastnn records only its first and last.
-    def fit(data, hiddens, passes, reduction):
+    def fit(data, pairs, passes, reduction):
         X, y = data
         kw = dict(passes=passes, lr=LR, reduction=reduction, backend=backend, loss_every=passes)
-        if len(hiddens) == 1:
-            models = [fastnn.train(X, y, hiddens[0], reg=REG, seed=0, **kw)]
+        hidden, seeds = tuple(dict.fromkeys(h for h, _ in pairs)), tuple(dict.fromkeys(s for _, s in pairs))
+        if len(pairs) == 1:
+            models = [fastnn.train(X, y, hidden[0], reg=REG, seed=seeds[0], **kw)]
         elif backend == "numba":  # the sweep API: models on threads, the way a user runs a sweep
-            models = [r["model"] for r in fastnn.sweep(X, y, hiddens, reg=REG, seeds=0, progress=False, **kw)]
+            models = [r["model"] for r in fastnn.sweep(X, y, hidden, reg=REG, seeds=seeds, progress=False, **kw)]
         else:  # the reference is the plain one-after-another loop
-            models = [fastnn.train(X, y, h, reg=REG, seed=0, **kw) for h in hiddens]
+            models = [fastnn.train(X, y, h, reg=REG, seed=s, **kw) for h, s in pairs]
         return [(m.W1, m.b1, m.W2, m.b2) for m in models]
 
     return prepare, fit
@@ -79,14 +88,14 @@ def _tutorial():
     def prepare(X, y):
         return X, y
 
-    def build_model(data, nn_hdim, num_passes, reduction):
+    def build_model(data, nn_hdim, seed, num_passes, reduction):
         """The tutorial's build_model, line for line; `mean` scales the gradients by 1 / N."""
         X, y = data
         num_examples, nn_input_dim = X.shape
         nn_output_dim = int(y.max()) + 1
         # The sum reduction's step grows with N and diverges on `large`: the mean keeps lr = 0.01 stable.
         scale = 1.0 / num_examples if reduction == "mean" else 1.0
-        W1, b1, W2, b2 = init(nn_input_dim, nn_hdim, nn_output_dim, X.dtype)
+        W1, b1, W2, b2 = init(nn_input_dim, nn_hdim, nn_output_dim, X.dtype, seed)
         for i in range(num_passes):
             z1 = X.dot(W1) + b1
             a1 = np.tanh(z1)
@@ -142,10 +151,10 @@ def _jax():
     def prepare(X, y):
         return jnp.asarray(X), jax.nn.one_hot(y, int(y.max()) + 1, dtype=X.dtype), X.dtype
 
-    def one(data, h, passes, reduction):
+    def one(data, h, seed, passes, reduction):
         X, Y, dtype = data
         scale = dtype.type(1.0 / X.shape[0] if reduction == "mean" else 1.0)
-        params = fit(X, Y, scale, passes, init(X.shape[1], h, Y.shape[1], dtype))
+        params = fit(X, Y, scale, passes, init(X.shape[1], h, Y.shape[1], dtype, seed))
         return [np.asarray(p) for p in params]  # np.asarray waits for the result
 
     return prepare, _fit_each(one)
@@ -163,10 +172,10 @@ def _torch(autograd):
         Xt, yt = torch.from_numpy(X), torch.from_numpy(y.astype(np.int64))
         return Xt, yt, F.one_hot(yt).to(Xt.dtype)
 
-    def manual(data, h, passes, reduction):
+    def manual(data, h, seed, passes, reduction):
         X, y, Y = data
         scale = 1.0 / X.shape[0] if reduction == "mean" else 1.0
-        W1, b1, W2, b2 = (torch.from_numpy(p) for p in init(X.shape[1], h, Y.shape[1], X.numpy().dtype))
+        W1, b1, W2, b2 = (torch.from_numpy(p) for p in init(X.shape[1], h, Y.shape[1], X.numpy().dtype, seed))
         for _ in range(passes):
             a1 = torch.tanh(X @ W1 + b1)
             exp_scores = torch.exp(a1 @ W2 + b2)
@@ -182,10 +191,11 @@ def _torch(autograd):
             b2 -= LR * db2
         return [p.numpy() for p in (W1, b1, W2, b2)]
 
-    def with_autograd(data, h, passes, reduction):
+    def with_autograd(data, h, seed, passes, reduction):
         X, y, Y = data
         scale = 1.0 / X.shape[0] if reduction == "mean" else 1.0
-        params = [torch.from_numpy(p).requires_grad_() for p in init(X.shape[1], h, Y.shape[1], X.numpy().dtype)]
+        params = [torch.from_numpy(p).requires_grad_()
+                  for p in init(X.shape[1], h, Y.shape[1], X.numpy().dtype, seed)]
         W1, b1, W2, b2 = params
         for _ in range(passes):
             logits = torch.tanh(X @ W1 + b1) @ W2 + b2
@@ -210,7 +220,7 @@ def _sklearn():
     def prepare(X, y):
         return X, y
 
-    def one(data, h, passes, reduction):
+    def one(data, h, seed, passes, reduction):
         X, y = data
         n = X.shape[0]
         # sklearn minimises the mean loss plus alpha / (2 N) |W|^2, so its step is lr_sk / N times the
@@ -219,7 +229,7 @@ def _sklearn():
         clf = MLPClassifier(hidden_layer_sizes=(h,), activation="tanh", solver="sgd", alpha=REG,
                             batch_size=n, learning_rate="constant",
                             learning_rate_init=LR * n if reduction == "sum" else LR, momentum=0.0,
-                            max_iter=passes, n_iter_no_change=passes, shuffle=False, random_state=0)
+                            max_iter=passes, n_iter_no_change=passes, shuffle=False, random_state=seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)  # max_iter is the point, not a failure
             clf.fit(X, y)
@@ -279,15 +289,15 @@ def measure(impl, workload, data_file, repeat, budget, scale):
     prepare, fit = IMPLS[impl][1]()
     data = prepare(X, y)
     passes = w["passes"] // scale
-    first, _ = _timed(fit, data, w["hidden"], w["first"], w["reduction"])
+    first, _ = _timed(fit, data, runs(w), w["first"], w["reduction"])
     _reset_peak()
     base = _status("VmRSS")
     times, singles, spent, last = [], [], 0.0, 0.0
     while len(times) < repeat and spent + last <= budget:  # stop before a run that would overrun
-        t, params = _timed(fit, data, w["hidden"], passes, w["reduction"])
+        t, params = _timed(fit, data, runs(w), passes, w["reduction"])
         times.append(t)
         if per_pass:
-            singles.append(_timed(fit, data, w["hidden"], 1, w["reduction"])[0])
+            singles.append(_timed(fit, data, runs(w), 1, w["reduction"])[0])
         last = t + (singles[-1] if per_pass else 0.0)
         spent += last
     peak = max(0, _status("VmHWM") - base)  # RSS can shrink below the base: no growth

@@ -1,18 +1,21 @@
-"""This machine's compute limit for one `large` pass: counted work over measured rates.
+"""This machine's limit for each named workload: counted work over rates that microbenchmarks measure.
 
-``python bench/limits.py`` prints the FMA and tanh rates it measures, the work of one pass term by term,
-and the limit in ms per pass for float64 and float32; ``compute_limit(dtype)`` is what
-``bench/peers.py`` reports fastnn against. The limit is optimistic on purpose: every flop at the FMA
-peak and every tanh at the best vectorised rate found, no memory or synchronisation cost.
+    python bench/limits.py [--repeat R] [--workloads seed,sweep,large,large32] [--no-fastnn]
+
+The rates are the machine's, not fastnn's: the throughput of independent fused multiply-adds (FMA), of
+independent divisions, and of streaming reads from memory, each on every thread. A workload's work is
+counted in those operations: the flops of the matrix products and updates, the bytes of X and y a pass
+reads, and each tanh and exp at the operations of the cheapest evaluation that meets the accuracy bound
+(float64 tanh within 3 ulp: a range reduction and a degree-5 polynomial in r**2, 12 multiply-adds, and
+one division; exp within 1 ulp: 10 multiply-adds and no division). The limit of a pass is the larger of
+its compute time (multiply-adds at the FMA rate plus divisions at the divide rate) and its memory time;
+it is optimistic on purpose (no loads and stores besides X and y, no synchronisation). The table gives
+fastnn's time beside each limit; ``compute_limit(dtype)`` is what ``bench/peers.py`` reports for `large`.
 """
 import argparse
-import functools
-import inspect
-import math
 import os
 import statistics
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -20,14 +23,16 @@ from numba import njit, prange
 
 N, D, H, K = 1_000_000, 2, 64, 2  # the `large` workload (docs/DESIGN.md, Benchmarks)
 
+# Operations of the cheapest tanh and exp that meet fastnn's accuracy bounds (per value; float32 uses
+# degree-2 polynomials: 9 multiply-adds for tanh, 7 for exp).
+TANH_OPS = {"float64": (12, 1), "float32": (9, 1)}  # (multiply-adds, divisions)
+EXP_OPS = {"float64": (10, 0), "float32": (7, 0)}
+
 # fastmath lets LLVM contract x * a + b into one FMA; error_model="numpy" keeps loops vectorisable.
 _JIT = dict(fastmath=True, error_model="numpy", parallel=True)
-# Independent accumulators per thread: 8 to 32 vector registers' worth, more chains than FMA latency x
-# throughput needs, so the FMA units never wait (fewer, 16 or 32, ran at a quarter of the rate here).
+# Independent chains per thread: more than FMA (or divide) latency x throughput needs, so the units never
+# wait on a result (16 or 32 chains ran at a quarter of the rate).
 _CHAINS = 128
-# tanh inputs per thread and repetition: in and out stay in L2 (64 KiB in float64), so the arithmetic is
-# what is timed, and NumPy's per-call overhead stays small next to 4096 evaluations.
-_TANH_BLOCK = 4096
 
 
 @njit(**_JIT)
@@ -44,30 +49,34 @@ def _fma_chains(reps, a, b, acc):
             acc[t, j] = x[j]
 
 
-@njit(error_model="numpy")
-def _libm_tanh(x):
-    """Numba's math.tanh: a scalar libm call here (llvmlite has no SVML), the baseline to beat."""
-    return math.tanh(x)
+@njit(**_JIT)
+def _divide_chains(reps, a, acc):
+    """acc[t, j] <- a / (acc[t, j] + a), reps times: a division per step, chains independent."""
+    for t in prange(acc.shape[0]):
+        x = np.empty(_CHAINS, acc.dtype)
+        for j in range(_CHAINS):
+            x[j] = acc[t, j]
+        for _ in range(reps):
+            for j in range(_CHAINS):
+                x[j] = a / (x[j] + a)
+        for j in range(_CHAINS):
+            acc[t, j] = x[j]
 
 
-def _tanh_loop(f):
-    """Compile out[t, i] = f(x[t, i]) over a (threads, block) array, reps times; f is inlined by LLVM."""
-
-    @njit(**_JIT)
-    def run(reps, x, out):
-        for t in prange(x.shape[0]):
-            for _ in range(reps):
-                for i in range(x.shape[1]):
-                    out[t, i] = f(x[t, i])
-
-    return run
+@njit(**_JIT)
+def _stream(x, partial):
+    """partial[t] = the sum of row block t of x: a read of every byte once."""
+    rows = x.shape[0] // partial.size
+    for t in prange(partial.size):
+        s = 0.0
+        for i in range(t * rows, (t + 1) * rows):
+            s += x[i]
+        partial[t] = s
 
 
-_LIBM_LOOP = _tanh_loop(_libm_tanh)
-
-
-def _best_of(repeat, fn):
-    """Seconds of fn(): the best and the median of repeat runs (this VM's cores are sometimes shared)."""
+def _best(repeat, fn):
+    """(best, median) seconds of fn() over `repeat` runs: the best is the machine's rate, the median shows
+    how much other work and frequency drift took from it."""
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -76,181 +85,158 @@ def _best_of(repeat, fn):
     return min(times), statistics.median(times)
 
 
-def fma_rate(dtype, threads, repeat=7):
-    """GFLOP/s (an FMA is 2 flops) of independent FMA chains on `threads` threads: (best, median)."""
-    dtype = np.dtype(dtype)
-    acc = np.ones((threads, _CHAINS), dtype)
-    a, b = dtype.type(0.999999), dtype.type(1e-6)  # x -> b / (1 - a) = 1: stays finite and normal
-    reps = int(3e9 / (2 * _CHAINS)) if dtype == np.float64 else int(6e9 / (2 * _CHAINS))  # ~50 ms a run
-    prev = numba.get_num_threads()
-    numba.set_num_threads(threads)
-    try:
-        _fma_chains(1, a, b, acc)
-        best, med = _best_of(repeat, lambda: _fma_chains(reps, a, b, acc))
-    finally:
-        numba.set_num_threads(prev)
-    flops = 2.0 * reps * _CHAINS * threads
-    return flops / best / 1e9, flops / med / 1e9
-
-
-@functools.lru_cache(maxsize=None)
-def fastnn_tanh():
-    """fastnn's scalar tanh, compiled into the timing loop, as (name, loop); None if `fastnn.kernels` has none.
-
-    A function in `fastnn.kernels` (or a submodule it imports) qualifies when its name contains "tanh" and
-    a kernel calling it on scalars computes tanh: that is how fastnn's own loops use it (inlined).
-    """
-    try:
-        from fastnn import kernels
-    except ImportError:
-        return None
-    modules = [kernels] + [m for m in vars(kernels).values()
-                           if inspect.ismodule(m) and m.__name__.startswith(kernels.__name__ + ".")]
-    x = np.linspace(-5.0, 5.0, 16).reshape(1, -1)
-    out = np.empty_like(x)
-    for module in modules:
-        for name, f in sorted(vars(module).items()):
-            if "tanh" not in name.lower() or not callable(f):
-                continue
-            loop = _tanh_loop(f)
-            try:
-                loop(1, x, out)
-            except (numba.core.errors.NumbaError, TypeError):  # not a scalar function kernels can call
-                continue
-            if np.allclose(out, np.tanh(x), rtol=0, atol=1e-6):
-                return f"{module.__name__}.{name}", loop
-    return None
-
-
-def tanh_rates(dtype, threads=None, repeat=7):
-    """Nanoseconds per tanh on `threads` threads (all by default), {source: (best, median)}.
-
-    Sources: fastnn's kernel tanh (if any), NumPy's own SIMD ufunc, Numba's scalar libm tanh. The
-    per-tanh time is wall time / count, so with T threads it is T times shorter than one thread's.
-    """
+def rates(dtype, threads=None, repeat=7):
+    """The machine's rates on `threads` threads: FMA GFLOP/s (an FMA is 2 flops), divisions per ns, and
+    streaming read GB/s, each (best, median)."""
     dtype = np.dtype(dtype)
     threads = threads or numba.get_num_threads()
-    # Hidden pre-activations of a trained `large` model fall in a few units around 0.
-    x = np.random.RandomState(0).uniform(-5, 5, (threads, _TANH_BLOCK)).astype(dtype)
-    out = np.empty_like(x)
-    reps = 2000
-    count = reps * x.size
-    loops = [("numba math.tanh (libm)", _LIBM_LOOP)]
-    found = fastnn_tanh()
-    if found:
-        loops.insert(0, found)
-    rates = {}
     prev = numba.get_num_threads()
     numba.set_num_threads(threads)
     try:
-        for name, loop in loops:
-            loop(1, x, out)
-            best, med = _best_of(repeat, lambda: loop(reps, x, out))
-            rates[name] = (best / count * 1e9, med / count * 1e9)
+        acc = np.ones((threads, _CHAINS), dtype)
+        a, b = dtype.type(0.999999), dtype.type(1e-6)  # x -> b / (1 - a) = 1: stays finite and normal
+        reps = int(3e9 / (2 * _CHAINS)) if dtype == np.float64 else int(6e9 / (2 * _CHAINS))
+        _fma_chains(1, a, b, acc)
+        fma = _best(repeat, lambda: _fma_chains(reps, a, b, acc))
+        div_reps = reps // 16
+        _divide_chains(1, dtype.type(0.5), acc)
+        div = _best(repeat, lambda: _divide_chains(div_reps, dtype.type(0.5), acc))
+        big = np.ones(1 << 26, dtype)  # 512 MB in float64: far beyond every cache
+        partial = np.zeros(threads * 8)
+        _stream(big, partial)
+        stream = _best(repeat, lambda: _stream(big, partial))
     finally:
         numba.set_num_threads(prev)
-
-    def numpy_rows(t):
-        for _ in range(reps):
-            np.tanh(x[t], out=out[t])
-
-    with ThreadPoolExecutor(threads) as pool:  # ufuncs release the GIL: one row per thread
-
-        def numpy_all():
-            list(pool.map(numpy_rows, range(threads)))
-
-        numpy_all()
-        best, med = _best_of(repeat, numpy_all)
-    rates["numpy.tanh (SIMD ufunc)"] = (best / count * 1e9, med / count * 1e9)
-    return rates
+    flops, divisions = 2.0 * reps * _CHAINS * threads, div_reps * _CHAINS * threads
+    return dict(threads=threads,
+                fma_gflops=tuple(flops / t / 1e9 for t in fma),
+                div_per_ns=tuple(divisions / t / 1e9 for t in div),
+                read_gbs=tuple(big.nbytes / t / 1e9 for t in stream))
 
 
-def pass_work(n=N, d=D, h=H, k=K):
-    """Work of one training pass, term by term: ({term: flops}, {term: transcendental evaluations}).
-
-    A fused multiply-add counts 2 flops; comparisons and index arithmetic count nothing.
-    """
-    params = d * h + h * k  # weights that get the L2 term
+def pass_work(n=N, d=D, h=H, k=K, dtype="float64"):
+    """The work of one full-batch training pass of n samples: flops (products, updates, the multiply-adds
+    of tanh and exp), divisions and bytes read, as {term: count} dicts."""
+    dtype = np.dtype(dtype).name
+    itemsize = np.dtype(dtype).itemsize
+    params = d * h + h * k
+    tanh_fma, tanh_div = TANH_OPS[dtype]
+    exp_fma, _ = EXP_OPS[dtype]
+    exps = n * (1 if k == 2 else k)  # the two-class softmax takes one exp per sample
     flops = {
-        "forward  z1 = X W1": 2 * n * d * h,
-        "forward  z1 += b1": n * h,
-        "forward  z2 = a1 W2": 2 * n * h * k,
-        "forward  z2 += b2": n * k,
-        "softmax  z2 - max": n * k,
-        "softmax  sum exp": n * k,
-        "softmax  p = e / sum (reciprocal, K products)": n * (k + 1),
-        "backward d3 = p - onehot(y)": n,
-        "backward dW2 = a1^T d3": 2 * n * h * k,
-        "backward db2 = sum d3": n * k,
-        "backward d3 W2^T": 2 * n * h * k,
-        "backward f' = 1 - a1^2": 2 * n * h,
-        "backward d2 = (d3 W2^T) f'": n * h,
-        "backward dW1 = X^T d2": 2 * n * d * h,
-        "backward db1 = sum d2": n * h,
-        "update   dW += reg W; W -= lr dW (mean: and / N)": 5 * params + 3 * (h + k),
+        "forward  X W1 + b1": 2 * n * d * h + n * h,
+        "forward  a1 W2 + b2": 2 * n * h * k + n * k,
+        "tanh     multiply-adds": 2 * n * h * tanh_fma,
+        "softmax  exp multiply-adds, sums": 2 * exps * exp_fma + 2 * n * k,
+        "backward p - onehot(y), db2": 2 * n * k,
+        "backward a1^T d3, d3 W2^T": 4 * n * h * k,
+        "backward f' and d2": 3 * n * h,
+        "backward X^T d2, db1": 2 * n * d * h + n * h,
+        "update   W -= lr (dW + reg W)": 4 * params + 2 * (h + k),
     }
-    transcendentals = {"tanh(z1)": n * h, "exp(z2)": n * k}
-    return flops, transcendentals
+    divisions = {"tanh": n * h * tanh_div, "softmax 1 / sum": n}
+    reads = {"X and y": n * (d * itemsize + 8)}
+    return flops, divisions, reads
+
+
+def limit_ms(work, r):
+    """(compute ms, memory ms, limit ms) of a pass's work at the rates r (best)."""
+    flops, divisions, reads = work
+    compute = sum(flops.values()) / r["fma_gflops"][0] / 1e6 + sum(divisions.values()) / r["div_per_ns"][0] / 1e6
+    memory = sum(reads.values()) / r["read_gbs"][0] / 1e6
+    return compute, memory, max(compute, memory)
 
 
 def compute_limit(dtype="float64", n=N, repeat=7):
-    """The fastest a `large` pass (of `n` samples) can run here in `dtype` on all threads.
+    """The limit of a `large` pass in dtype on every thread, with the rates and counts behind it."""
+    r = rates(dtype, repeat=repeat)
+    work = pass_work(n, dtype=dtype)
+    compute, memory, limit = limit_ms(work, r)
+    return dict(r, dtype=np.dtype(dtype).name, flops=sum(work[0].values()), divisions=sum(work[1].values()),
+                bytes=sum(work[2].values()), compute_ms=compute, memory_ms=memory, limit_ms=limit)
 
-    Returns a dict: ``limit_ms`` = flops / FMA rate + transcendentals x tanh time, with the counts
-    (``flops``, ``tanh``, ``exp``), the rates used (``fma_gflops``, ``tanh_ns``, best of `repeat`), which
-    tanh set the rate (``tanh_source``), the median rates (``*_median``, this VM's cores are sometimes
-    shared, so they drift) and the single-thread FMA rate. exp is charged at the tanh rate: the two
-    cost about the same and exp is 3% of the count.
-    """
-    dtype = np.dtype(dtype)
-    threads = numba.get_num_threads()
-    fma1, _ = fma_rate(dtype, 1, repeat)
-    fma, fma_med = fma_rate(dtype, threads, repeat)
-    rates = tanh_rates(dtype, threads, repeat)
-    vectorised = {s: r for s, r in rates.items() if "libm" not in s}
-    source = min(vectorised, key=lambda s: vectorised[s][0])
-    tanh_ns, tanh_med = vectorised[source]
-    flops, trans = pass_work(n)
-    nflops, ntrans = sum(flops.values()), sum(trans.values())
-    return dict(
-        dtype=dtype.name,
-        threads=threads,
-        flops=nflops,
-        tanh=trans["tanh(z1)"],
-        exp=trans["exp(z2)"],
-        fma_gflops=fma,
-        fma_gflops_median=fma_med,
-        fma_gflops_1thread=fma1,
-        tanh_ns=tanh_ns,
-        tanh_ns_median=tanh_med,
-        tanh_source=source,
-        tanh_rates=rates,
-        flops_ms=nflops / fma / 1e6,
-        tanh_ms=ntrans * tanh_ns / 1e6,
-        limit_ms=nflops / fma / 1e6 + ntrans * tanh_ns / 1e6,
-    )
+
+# Named workloads: (n, H list, passes, dtype, runs spread over the threads (sweep) or one run on all).
+WORKLOADS = {
+    "seed": (200, [3], 20000, "float64"),
+    "sweep": (200, [1, 2, 3, 4, 5, 20, 50], 20000, "float64"),
+    "ensemble": (200, [20] * 16, 20000, "float64"),  # 16 seeds of one hidden size
+    "large": (N, [64], 1, "float64"),
+    "large32": (N, [64], 1, "float32"),
+}
+
+
+def workload_limit(name, r):
+    """ms of a workload at rates r: a sweep's runs share the threads (each runs on one), the others use all."""
+    n, hidden, passes, dtype = WORKLOADS[name]
+    total = sum(limit_ms(pass_work(n, h=h, dtype=dtype), r)[2] * passes for h in hidden)
+    if name in ("sweep", "ensemble"):  # r is measured on all threads: a run on one thread is `threads` times slower
+        total = max(total, max(limit_ms(pass_work(n, h=h, dtype=dtype), r)[2] * passes * r["threads"]
+                               for h in hidden))
+    elif n < 2 * 8192:  # small runs use one thread (one tile)
+        total *= r["threads"]
+    return total
+
+
+def fastnn_ms(name, repeat=5):
+    """fastnn's time for a workload (median ms; `large` per pass)."""
+    import fastnn
+
+    n, hidden, passes, dtype = WORKLOADS[name]
+    X, y = fastnn.make_moons(n)
+    if len(hidden) > 1:
+        grid = dict(hidden=tuple(dict.fromkeys(hidden)), seeds=range(len(hidden)) if name == "ensemble" else (0,))
+        fastnn.sweep(X, y, passes=10, progress=False, **grid)
+        run = lambda: fastnn.sweep(X, y, passes=passes, loss_every=passes, progress=False, **grid)  # noqa: E731
+    elif passes > 1:
+        fastnn.train(X, y, hidden[0], passes=10, dtype=dtype)
+        run = lambda: fastnn.train(X, y, hidden[0], passes=passes, loss_every=passes, dtype=dtype)  # noqa: E731
+    else:
+        kw = dict(reduction="mean", lr=0.5, dtype=dtype)
+        fastnn.train(X, y, hidden[0], passes=1, loss_every=1, **kw)
+        five = _best(repeat, lambda: fastnn.train(X, y, hidden[0], passes=5, loss_every=5, **kw))[1]
+        one = _best(repeat, lambda: fastnn.train(X, y, hidden[0], passes=1, loss_every=1, **kw))[1]
+        # passes 2..5 cost five - one, checks at 2 and 4 included: the same checks as a long run makes
+        return (five - one) / 4 * 1e3
+    return _best(repeat, run)[1] * 1e3
+
+
+def cpu_model():
+    with open("/proc/cpuinfo") as f:
+        text = f.read()
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "?")
+    flags = next((line for line in text.splitlines() if line.startswith("flags")), "")
+    width = "AVX-512" if " avx512f" in flags else "AVX2" if " avx2" in flags else "SSE"
+    return f"{model} ({width}), {len(os.sched_getaffinity(0))} CPUs"
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=7, help="runs per rate; the best is used")
+    parser.add_argument("--repeat", type=int, default=7, help="runs per rate; the best is the rate")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--no-fastnn", action="store_true", help="the limits only")
     args = parser.parse_args()
-    flops, trans = pass_work()
-    print(f"load average {os.getloadavg()[0]:.2f} (other work on the machine lowers every rate)")
-    print(f"one `large` pass: N={N:,} D={D} H={H} K={K}")
-    for term, n in {**flops, **trans}.items():
-        print(f"  {term:<52} {n / 1e6:9.1f} M")
-    print(f"  {'flops':<52} {sum(flops.values()) / 1e9:9.3f} G")
+    print(f"{time.strftime('%Y-%m-%d %H:%M')}  {cpu_model()}; load average {os.getloadavg()[0]:.2f}")
+    measured = {}
     for dtype in ("float64", "float32"):
-        lim = compute_limit(dtype, repeat=args.repeat)
-        print(f"\n{dtype}, {lim['threads']} threads (best of {args.repeat}; median in brackets)")
-        print(f"  FMA rate, 1 thread   {lim['fma_gflops_1thread']:7.1f} GFLOP/s")
-        print(f"  FMA rate, {lim['threads']} threads  {lim['fma_gflops']:7.1f} GFLOP/s  "
-              f"({lim['fma_gflops_median']:.1f})")
-        for source, (best, med) in lim["tanh_rates"].items():
-            print(f"  tanh, {source:<28} {best:6.3f} ns  ({med:.3f})  = {lim['tanh'] * best / 1e6:6.1f} ms a pass")
-        print(f"  limit: {lim['flops_ms']:.1f} ms flops + {lim['tanh_ms']:.1f} ms tanh/exp ({lim['tanh_source']})"
-              f" = {lim['limit_ms']:.1f} ms a pass")
+        r = measured[dtype] = rates(dtype, repeat=args.repeat)
+        print(f"{dtype} on {r['threads']} threads (best; median in brackets): "
+              f"FMA {r['fma_gflops'][0]:.1f} GFLOP/s ({r['fma_gflops'][1]:.1f}), "
+              f"division {r['div_per_ns'][0]:.2f}/ns ({r['div_per_ns'][1]:.2f}), "
+              f"read {r['read_gbs'][0]:.1f} GB/s ({r['read_gbs'][1]:.1f})")
+    flops, divisions, reads = pass_work()
+    print(f"\none `large` pass, N={N:,} D={D} H={H} K={K}, float64:")
+    for term, count in {**flops, **divisions, **reads}.items():
+        print(f"  {term:<40} {count / 1e6:10.1f} M")
+    compute, memory, _ = limit_ms((flops, divisions, reads), measured["float64"])
+    print(f"  compute {compute:.1f} ms, memory {memory:.1f} ms a pass")
+    print(f"\n{'workload':10} {'limit ms':>10} {'fastnn ms':>10} {'ratio':>7}")
+    for name in args.workloads.split(","):
+        limit = workload_limit(name, measured[WORKLOADS[name][3]])
+        own = None if args.no_fastnn else fastnn_ms(name)
+        unit = " (a pass)" if WORKLOADS[name][2] == 1 else ""
+        print(f"{name:10} {limit:10.2f} {'' if own is None else f'{own:10.1f}'} "
+              f"{'' if own is None else f'{own / limit:6.2f}x'}{unit}")
 
 
 if __name__ == "__main__":

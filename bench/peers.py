@@ -41,8 +41,14 @@ def environment():
     """The lines that say what ran where: CPU, library versions, thread and BLAS settings."""
     import numba
 
+    import llvmlite.binding as llvm
+
     with open("/proc/cpuinfo") as f:
-        model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "?")
+        text = f.read()
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "?")
+    flags = next((line for line in text.splitlines() if line.startswith("flags")), "")
+    width = "AVX-512" if " avx512f" in flags else "AVX2" if " avx2" in flags else "SSE"
+    model += f" ({width}; LLVM targets {llvm.get_host_cpu_name()}, {os.environ.get('NUMBA_CPU_FEATURES') or 'its default vector width'})"
 
     return [
         f"{time.strftime('%Y-%m-%d %H:%M')}  {model}, {len(os.sched_getaffinity(0))} CPUs usable"
@@ -115,7 +121,7 @@ def _child(args, timeout):
 
 def _measure(impl, workload, data_file, args):
     """One row, in a fresh process; with --wait-quiet, on idle CPUs and again if another process intervened."""
-    scale = args.sweep_scale if workload == "sweep" and impl in EAGER else 1
+    scale = args.sweep_scale if workload in ("sweep", "ensemble") and impl in EAGER else 1
     for _ in range(3 if args.wait_quiet else 1):
         _wait_quiet(args.wait_quiet)
         r = _child([impl, workload, data_file, args.repeat, args.budget, scale], args.timeout)
@@ -157,10 +163,11 @@ def _limit_footer(dtype, n, fastnn_ms, timeout):
     lim = _child(["limit", dtype, n], timeout)
     if isinstance(lim, str):
         return f"  compute limit ({dtype}): {lim}"
-    line = (f"  compute limit ({dtype}, bench/limits.py, measured now): {lim['limit_ms']:.1f} ms a pass = "
-            f"{lim['flops'] / 1e9:.2f} GFLOP at {lim['fma_gflops']:.0f} GFLOP/s ({lim['flops_ms']:.1f} ms) + "
-            f"{(lim['tanh'] + lim['exp']) / 1e6:.0f} M tanh/exp at {lim['tanh_ns']:.3f} ns "
-            f"({lim['tanh_ms']:.1f} ms, {lim['tanh_source']}); others {lim['others']:.2f}")
+    line = (f"  limit ({dtype}, bench/limits.py, measured now on {lim['threads']} threads): {lim['limit_ms']:.1f} ms "
+            f"a pass = {lim['flops'] / 1e9:.2f} GFLOP at {lim['fma_gflops'][0]:.0f} GFLOP/s + "
+            f"{lim['divisions'] / 1e6:.0f} M divisions at {lim['div_per_ns'][0]:.2f}/ns ({lim['compute_ms']:.1f} ms"
+            f" compute), {lim['bytes'] / 1e6:.0f} MB at {lim['read_gbs'][0]:.0f} GB/s ({lim['memory_ms']:.1f} ms "
+            f"memory); others {lim['others']:.2f}")
     if fastnn_ms:
         line += (f"\n  fastnn: {fastnn_ms:.1f} ms a pass = {fastnn_ms / lim['limit_ms']:.2f}x the limit"
                  f" ({lim['limit_ms'] / fastnn_ms:.0%} of the limit's speed)")
@@ -169,7 +176,7 @@ def _limit_footer(dtype, n, fastnn_ms, timeout):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workloads", default="seed,sweep,large,large32",
+    parser.add_argument("--workloads", default="seed,sweep,ensemble,large,large32",
                         help="comma-separated, from " + ",".join(WORKLOADS))
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per row; the median is shown")
     parser.add_argument("--budget", type=float, default=10.0,
@@ -208,7 +215,7 @@ def main():
             if workload.startswith("large"):
                 _wait_quiet(args.wait_quiet)
                 print(_limit_footer(WORKLOADS[workload]["dtype"], args.large_n, base, args.timeout), flush=True)
-    if "sweep" in workloads and args.sweep_scale > 1:
+    if ("sweep" in workloads or "ensemble" in workloads) and args.sweep_scale > 1:
         print(f"* ran {WORKLOADS['sweep']['passes'] // args.sweep_scale} of {WORKLOADS['sweep']['passes']} passes "
               f"per model, time x {args.sweep_scale} (an eager pass costs the same every time; the loss is after "
               "the shorter run); --sweep-scale 1 runs them all")
