@@ -159,7 +159,7 @@ def train(X: ArrayLike, y: ArrayLike, hidden: int = 3, *, passes: int = 20000, l
         When ``stop`` was set.
     """
     s = _settings(hidden, passes, lr, reg, seed, activation, output, reduction, batch_size, backend, loss_every,
-                  shuffle, n_threads, init)
+                  shuffle, n_threads, init, stop)
     dtype = check.dtype_of(dtype if init is None or dtype is not None else init.dtype, X)
     X = check.features(X, dtype)
     n, d = X.shape
@@ -178,13 +178,15 @@ def train(X: ArrayLike, y: ArrayLike, hidden: int = 3, *, passes: int = 20000, l
 
 
 def _settings(hidden, passes, lr, reg, seed, activation, output, reduction, batch_size, backend, loss_every,
-              shuffle, n_threads, init) -> Settings:
+              shuffle, n_threads, init, stop) -> Settings:
     """The hyperparameters, each checked (ValueError/TypeError naming it) before anything is allocated."""
     passes = check.integer(passes, "passes")
     if not isinstance(shuffle, (bool, np.bool_)):
         raise TypeError(f"shuffle must be True or False; got {shuffle!r}")
     if init is not None and not isinstance(init, Model):
         raise TypeError(f"init must be a fastnn.Model or None; got {type(init).__name__}")
+    if stop is not None and not callable(getattr(stop, "is_set", None)):
+        raise TypeError(f"stop must be None or have an is_set() method (threading.Event); got {type(stop).__name__}")
     return Settings(
         hidden=check.integer(hidden, "hidden"), passes=passes,
         lr=check.real(lr, "lr", strict=True), reg=check.real(reg, "reg"), seed=check.seed(seed, "seed"),

@@ -58,6 +58,7 @@ TRAIN_CASES = {
        if (name, v) != ("loss_every", None)},  # loss_every=None is the default: about 100 records
     "batch_size 0": (dict(batch_size=0), ValueError, "batch_size"),
     "batch_size 1.5": (dict(batch_size=1.5), TypeError, "batch_size"),  # before the batches are laid out
+    "stop without is_set": (dict(stop=object()), TypeError, "stop"),
     "seed -1": (dict(seed=-1), ValueError, "seed"),
     "seed 2**32": (dict(seed=2**32), ValueError, "seed"),  # fastnn's message, not RandomState's
     "seed 0.5": (dict(seed=0.5), TypeError, "seed"),
