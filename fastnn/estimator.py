@@ -1,8 +1,11 @@
 """NeuralNetClassifier: scikit-learn's classifier interface on fastnn's kernels."""
 
+from __future__ import annotations
+
 import numbers
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import NotFittedError
 from sklearn.preprocessing import LabelEncoder
@@ -86,9 +89,10 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
     shape, several seconds; the machine code is cached on disk for later processes.
     """
 
-    def __init__(self, hidden=3, activation="tanh", output="softmax", lr=0.5, reg=1e-4, passes=2000,
-                 batch_size=None, reduction="mean", shuffle=True, dtype="float64", random_state=None,
-                 verbose=False, warm_start=False, loss_every=None, n_threads=None):
+    def __init__(self, hidden: int = 3, activation: str = "tanh", output: str = "softmax", lr: float = 0.5,
+                 reg: float = 1e-4, passes: int = 2000, batch_size: int | None = None, reduction: str = "mean",
+                 shuffle: bool = True, dtype: str | None = "float64", random_state=None, verbose: bool = False,
+                 warm_start: bool = False, loss_every: int | None = None, n_threads: int | None = None):
         self.hidden = hidden
         self.activation = activation
         self.output = output
@@ -105,7 +109,7 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
         self.loss_every = loss_every
         self.n_threads = n_threads
 
-    def fit(self, X, y):
+    def fit(self, X: ArrayLike, y: ArrayLike) -> NeuralNetClassifier:
         """Train on X (n, d) and labels y (n,); with ``warm_start``, from the current weights."""
         warm = self.warm_start and hasattr(self, "model_")
         X, y = self._validate_fit(X, y, reset=not warm)
@@ -116,7 +120,7 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
         self._train(X, y, classes, self.passes, warm)
         return self
 
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X: ArrayLike, y: ArrayLike, classes: ArrayLike | None = None) -> NeuralNetClassifier:
         """One pass over X (one epoch of mini-batches with ``batch_size``). Returns self.
 
         classes : array, required on the first call: every label that y will ever hold.
@@ -133,17 +137,17 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
         self._train(X, y, self.classes_ if classes is None else classes, 1, not first)
         return self
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: ArrayLike) -> NDArray[np.floating]:
         """Class probabilities (n, n_classes), in the order of ``classes_``; rows sum to 1."""
         X = self._validate(X)
         return self.model_.predict_proba(X)
 
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X: ArrayLike) -> NDArray[np.floating]:
         """log(predict_proba(X)); -inf where a probability underflowed to 0."""
         with np.errstate(divide="ignore"):
             return np.log(self.predict_proba(X))
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> NDArray:
         """The most probable class per row (n,), a label from ``classes_``."""
         X = self._validate(X)
         return self.classes_[self.model_.predict(X)]

@@ -419,14 +419,11 @@ def test_load_reads_no_array_larger_than_its_metadata_allows(trained, tmp_path, 
     assert path.stat().st_size < 1e6
     tracemalloc.start()
     try:
-        start = time.perf_counter()
         assert_rejected(path)
-        seconds = time.perf_counter() - start
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     assert peak < 5e6, f"load() allocated {peak / 1e6:.0f} MB for a rejected file"
-    assert seconds < 0.5
 
 
 @pytest.mark.parametrize("change", [-8, 8])
