@@ -224,12 +224,16 @@ def fastnn_ms(name, repeat=5):
 
 
 def cpu_model():
+    """The CPU, its widest vector extension, and the CPU LLVM compiles for: the head of every table."""
+    import llvmlite.binding as llvm
+
     with open("/proc/cpuinfo") as f:
         text = f.read()
     model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "?")
     flags = next((line for line in text.splitlines() if line.startswith("flags")), "")
     width = "AVX-512" if " avx512f" in flags else "AVX2" if " avx2" in flags else "SSE"
-    return f"{model} ({width}), {len(os.sched_getaffinity(0))} CPUs"
+    features = os.environ.get("NUMBA_CPU_FEATURES") or "its default vector width"
+    return f"{model} ({width}; LLVM targets {llvm.get_host_cpu_name()}, {features})"
 
 
 def main():
@@ -238,7 +242,8 @@ def main():
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--no-fastnn", action="store_true", help="the limits only")
     args = parser.parse_args()
-    print(f"{time.strftime('%Y-%m-%d %H:%M')}  {cpu_model()}; load average {os.getloadavg()[0]:.2f}")
+    print(f"{time.strftime('%Y-%m-%d %H:%M')}  {cpu_model()}, {len(os.sched_getaffinity(0))} CPUs; "
+          f"load average {os.getloadavg()[0]:.2f}")
     measured = {}
     for dtype in ("float64", "float32"):
         r = measured[dtype] = rates(dtype, repeat=args.repeat)

@@ -24,6 +24,7 @@ import time
 import numpy as np
 
 from _peers_impl import EAGER, IMPLS, WORKLOADS
+from limits import cpu_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHILD = os.path.join(HERE, "_peers_impl.py")
@@ -41,15 +42,7 @@ def environment():
     """The lines that say what ran where: CPU, library versions, thread and BLAS settings."""
     import numba
 
-    import llvmlite.binding as llvm
-
-    with open("/proc/cpuinfo") as f:
-        text = f.read()
-    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "?")
-    flags = next((line for line in text.splitlines() if line.startswith("flags")), "")
-    width = "AVX-512" if " avx512f" in flags else "AVX2" if " avx2" in flags else "SSE"
-    model += f" ({width}; LLVM targets {llvm.get_host_cpu_name()}, {os.environ.get('NUMBA_CPU_FEATURES') or 'its default vector width'})"
-
+    model = cpu_model()
     return [
         f"{time.strftime('%Y-%m-%d %H:%M')}  {model}, {len(os.sched_getaffinity(0))} CPUs usable"
         f" (os.cpu_count {os.cpu_count()}), Python {platform.python_version()}",
