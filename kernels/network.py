@@ -7,26 +7,25 @@ the block, which vectorises for any hidden size, and no (n, h) array ever exists
 order: XB (d), A1 (h), Z2, P, D3 (k each: logits, outputs, output delta), D2 (h), S (2: softmax max and
 sum).
 
-``dims = kernels.dims(d)``: an empty array whose number of dimensions is d (for d <= UNROLL). Numba types
-an array by its ndim, so each such d is compiled with a constant trip count: the loop over inputs unrolls
-inside the loop over the samples of a block, which then vectorises, and a hidden unit's pre-activations
-take one pass over the block instead of d + 1 (about 1.7x on the tutorial's run). Wider inputs share one
-compilation that reads d at run time. (An array, not a tuple's length: a parallel region accepts arrays
-and scalars only.) The loops over classes run outside the loops over samples, except for k = 2, the case
-to make fastest, which has fused loops of its own (both logits in one pass; the backward pass of a hidden
-unit, with its d + 3 gradient sums, in one pass).
+Inputs. Up to UNROLL inputs, the number of inputs D is a compile-time constant of the variant: the loop
+over inputs unrolls inside the loop over the samples of a block, which then vectorises, and a hidden
+unit's pre-activations take one pass over the block instead of d + 1 (about 1.7x on the tutorial's run).
+Wider inputs share one compilation (D = 0) that reads d at run time. The loops over classes run outside
+the loops over samples, except for two classes (BINARY), the case to make fastest, which has fused loops
+of its own (both logits in one pass; the backward pass of a hidden unit, with its d + 3 gradient sums, in
+one pass).
 
 What a pass costs besides arithmetic. For the tutorial's n = 200 a pass is about a microsecond of
 arithmetic, so fixed costs matter: views (split, _rows) are made once per call, never per block or pass;
-G is indexed flat; and a batch of one block runs its stages right in train's loop, with no loop over
-blocks, no parallel region and no helper around them (passing arrays through a call that Numba does not
-inline costs about 0.1 us; helpers that must take arrays are inline="always").
+G is indexed flat; and a batch of one block runs its stages right in run's loop, with no loop over
+blocks or tiles and no parallel region around them.
 
-Variants. Every function marked ``@stage`` is compiled per variant by ``build(act, out, loop)``, with the
-hidden activation (a name of ``ACTIVATIONS``), the output (a name of ``OUTPUTS``) and the loop (``LOOPS``)
-as compile-time constants: a branch such as ``if OUT == "softmax"`` is pruned before typing, so the
-tutorial's run compiles tanh and the softmax only, and a full batch of one block never compiles the loop
-over tiles. Each variant is compiled on its first call and cached on disk (config.KernelCache).
+Variants. ``build(act, out, dtype, d, k, loop, parallel)`` compiles every function marked ``@stage`` with
+the variant's choices as compile-time constants (ACT, OUT, D, BINARY, LOOP, and the dtype's elementary
+functions): a branch such as ``if OUT == "softmax"`` is pruned before typing, so the tutorial's run
+compiles tanh, the two-class softmax and the one-block loop only. ``run`` is the one kernel Python calls;
+the stages are subroutines compiled into it (config.subroutine). Each variant is compiled on its first
+call and cached on disk (config.KernelCache).
 """
 
 import functools
