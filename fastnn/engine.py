@@ -3,6 +3,7 @@ notice printed before a variant is compiled."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
@@ -12,6 +13,7 @@ from typing import Any, Callable
 
 import numba
 import numpy as np
+import threadpoolctl
 
 from . import kernels, reference
 
@@ -30,18 +32,19 @@ class _Unlocked:
         return False
 
 
-def tiles(n: int) -> int:
-    """Tiles of n samples: the unit of parallel work, and of the gradient and loss partials."""
-    return -(-n // kernels.TILE)
+def tiles(n: int, d: int) -> int:
+    """Tiles of n samples of d inputs: the unit of parallel work, and of the gradient and loss partials."""
+    return -(-n // kernels.tile_size(n, d))
 
 
 def work_bytes(n: int, d: int, h: int, k: int, batch: int, dtype, slots: int) -> int:
     """Bytes of the buffers a call allocates besides its inputs: per slot the transposed block and its
-    activations, logits, outputs and deltas (d + 2h + 3k + 2 rows of BLOCK values) and BLOCK labels; a float64
+    activations, logits, outputs and deltas (kernels.work_rows: d + 2h + 3k + 2 rows of BLOCK values, and a
+    gradient scratch of d x h for wide inputs) and BLOCK labels; a float64
     gradient partial per tile of a batch; a loss per tile of n; and a float64 copy of the parameters."""
     size = reference.size(d, h, k)
-    return (slots * kernels.BLOCK * ((d + 2 * h + 3 * k + 2) * np.dtype(dtype).itemsize + 8)
-            + 8 * size * (tiles(batch) + 1) + 8 * tiles(n))
+    return (slots * kernels.BLOCK * (kernels.work_rows(d, h, k) * np.dtype(dtype).itemsize + 8)
+            + 8 * size * (tiles(batch, d) + 1) + 8 * tiles(n, d))
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class Engine:
     lock: Any
     describe: str  # the variant, for the compile notice
     alternate: Callable | None = None  # for an evaluation: the other loop's run, used if it is compiled already
+    blas: bool = False  # the kernels call BLAS (wide inputs): run them with BLAS on one thread
 
     def __call__(self, X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, P):
         args = arguments(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, P, self.slots)
@@ -63,19 +67,47 @@ class Engine:
             if self.alternate is not None and not _ready(run, types) and _ready(self.alternate, types):
                 run = self.alternate  # evaluates alike: no reason to compile the other
             _compile(run, types, self.describe)
-        with self.lock:
+        with self.lock, single_threaded_blas if self.blas else contextlib.nullcontext():
             done, value = run(*args)
         return int(done), float(value)
+
+
+class _SingleThreadedBLAS:
+    """BLAS on one thread while kernels that call it run (a context manager; calls may overlap, from any
+    threads: the first sets the limit, the last restores it). BLAS's own threads would split some products
+    differently by their number (float32 results then change in the last bits with the thread count), and
+    would compete with the kernels' threads: the kernels run their tiles in parallel themselves."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._users = 0
+        self._limit = None
+
+    def __enter__(self):
+        with self._lock:
+            if self._users == 0:
+                self._limit = threadpoolctl.threadpool_limits(1, user_api="blas")
+            self._users += 1
+
+    def __exit__(self, *exc):
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                self._limit.restore_original_limits()
+        return False
+
+
+single_threaded_blas = _SingleThreadedBLAS()
 
 
 def arguments(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, P, slots):
     """The arguments of ``run``, with the buffers it needs and the inputs read-only."""
     n, d = X.shape
     h, k = params[2].shape
-    work = np.empty((slots, d + 2 * h + 3 * k + 2, kernels.BLOCK), X.dtype)
+    work = np.empty((slots, kernels.work_rows(d, h, k), kernels.BLOCK), X.dtype)
     labels = np.zeros((slots, kernels.BLOCK), np.int64)
-    partials = np.zeros((tiles(min(batch, n)) if passes else 1, theta.size))  # the first row is G
-    losses = np.zeros(tiles(n))
+    partials = np.zeros((tiles(min(batch, n), d) if passes else 1, theta.size))  # the first row is G
+    losses = np.zeros(tiles(n, d))
     return (_readonly(X), _readonly(y), order, theta, params, int(passes), int(batch), float(lr), float(reg),
             bool(mean), bool(evaluate), work, labels, partials, losses, P)
 
@@ -92,20 +124,24 @@ def plan(backend: str, activation: str, output: str, dtype, d: int, k: int, n: i
     evaluation only, no training).
 
     Training runs serially unless n is at least two tiles and more than one thread is allowed (evaluations
-    alone from EVALUATE_PARALLEL samples); a batch of at most one block, or no training, gets the variant
-    without the loop over tiles. The choice never changes a result's bits.
+    alone from EVALUATE_PARALLEL samples, or two tiles of wide inputs); a batch of one tile of at most one
+    block, or no training, gets the variant without the loop over tiles. The choice never changes a
+    result's bits.
     """
     dtype = np.dtype(dtype).name
     if backend == "numpy":
         return Engine(reference.build(activation, output, dtype, d, k, "block").run, 1, _Unlocked(), "")
     threads = numba.get_num_threads() if n_threads is None else min(n_threads, numba.get_num_threads())
-    parallel = threads > 1 and n >= (2 * kernels.TILE if batch is not None else EVALUATE_PARALLEL)
-    loop = "block" if batch is None or batch <= kernels.BLOCK else "tiles"
+    if d > kernels.UNROLL:  # wide inputs: a tile (a block or less) is worth a thread even in an evaluation
+        parallel = threads > 1 and tiles(n, d) > 1
+    else:
+        parallel = threads > 1 and n >= (2 * kernels.TILE if batch is not None else EVALUATE_PARALLEL)
+    loop = "block" if batch is None or (batch <= kernels.BLOCK and tiles(min(batch, n), d) == 1) else "tiles"
     describe = (f"{activation} hidden units, {output} outputs, {dtype}, {d} input{'s' * (d > 1)}, {k} classes"
                 + (", parallel" if parallel else ""))
     alternate = kernels.build(activation, output, dtype, d, k, "tiles", parallel).run if batch is None else None
     return Engine(kernels.build(activation, output, dtype, d, k, loop, parallel).run, threads if parallel else 1,
-                  _PARALLEL if parallel else _Unlocked(), describe, alternate)
+                  _PARALLEL if parallel else _Unlocked(), describe, alternate, blas=d > kernels.UNROLL)
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:

@@ -77,8 +77,9 @@ def update(theta, G, d, h, k, lr, reg, scale):
     theta[:] = theta - lr * (g * scale)
 
 
-def accumulate(XB, A1, D3, D2, m, G):
-    """G += [XB D2^T, sum D2, A1 D3^T, sum D3], summed in the data's dtype, added in float64."""
+def accumulate(XB, A1, D3, D2, m, G, GW):
+    """G += [XB D2^T, sum D2, A1 D3^T, sum D3], summed in the data's dtype, added in float64 (GW: the
+    kernel's scratch, unused)."""
     gW1, gb1, gW2, gb2 = split(G, XB.shape[0], A1.shape[0], D3.shape[0])
     gb1 += D2[:, :m].sum(axis=1)
     gW1 += XB[:, :m] @ D2[:, :m].T
@@ -122,10 +123,10 @@ def build(act, out, dtype, d, k, loop, parallel=False):
         """D2 = (W2 D3) * f'(A1)."""
         D2[:, :m] = (W2 @ D3[:, :m]) * df(A1[:, :m])
 
-    def backward(XB, A1, D3, m, W2, D2, G):
+    def backward(XB, A1, D3, m, W2, D2, G, GW):
         """hidden_delta, then accumulate."""
         hidden_delta(D3, m, W2, A1, D2)
-        accumulate(XB, A1, D3, D2, m, G)
+        accumulate(XB, A1, D3, D2, m, G, GW)
 
     def forward(X, y, order, e, start, m, params):
         """The forward stages on samples start..start+m-1 (of order[e]) as one block."""
@@ -150,7 +151,7 @@ def build(act, out, dtype, d, k, loop, parallel=False):
                     XB, A1, Z2, Pb, S, yb = forward(X, y, order, e, b, m, params)
                     output_delta(Pb, yb, m, Pb)
                     G = np.zeros(theta.size)
-                    backward(XB, A1, Pb, m, params[2], np.empty_like(A1), G)
+                    backward(XB, A1, Pb, m, params[2], np.empty_like(A1), G, None)
                     update(theta, G, d, h, k, lr, reg, 1.0 / m if mean else 1.0)
                     if not np.isfinite(theta).all():
                         return e, np.nan

@@ -5,7 +5,8 @@ import os
 import types
 
 import numba
-from numba.core import compiler, cpu_options
+from llvmlite import ir
+from numba.core import cgutils, compiler, cpu_options
 from numba.core import types as nbtypes
 from numba.core.caching import FunctionCache, NullCache
 from numba.extending import intrinsic
@@ -133,6 +134,48 @@ def subroutine(func, returns, fastmath=FASTMATH):
     exec(f"def {func.__name__}(typingctx, {', '.join(names)}):\n    return typer(typingctx, {', '.join(names)})",
          scope)
     return intrinsic(scope[func.__name__])
+
+
+@intrinsic
+def blas_gemm(typingctx, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc):
+    """C = op(A) op(B) + beta C by BLAS's gemm (column-major, as BLAS takes matrices): op(A) (m, k), op(B)
+    (k, n), C (m, n); ta, tb: transpose A, B; lda, ldb, ldc: the leading dimensions in elements; A, B, C:
+    arrays of one float dtype, whose first elements are the matrices' first elements.
+
+    Calls the gemm of SciPy's BLAS through the helper that Numba's own np.dot uses (which finds it by name at
+    run time, so kernels that call it can be cached on disk), with no array allocated and C written in
+    place. Called from kernels that release the GIL: the helper takes it once, to look the function up.
+    """
+    dtype = c.dtype
+    signature = nbtypes.void(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc)
+
+    def codegen(context, builder, sig, args):
+        char, size, pointer = ir.IntType(8), context.get_value_type(nbtypes.intp), cgutils.voidptr_t
+        helper = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(32), [
+            char, char, char, size, size, size, pointer, pointer, size, pointer, size, pointer, pointer, size]),
+            "numba_xxgemm")
+        ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc = args
+        types = sig.args
+
+        def data(i, value):
+            return builder.bitcast(context.make_array(types[i])(context, builder, value).data, pointer)
+
+        def integer(i, value):
+            return context.cast(builder, value, types[i], nbtypes.intp)
+
+        def trans(i, value):
+            return builder.select(context.cast(builder, value, types[i], nbtypes.boolean),
+                                  ir.Constant(char, ord("t")), ir.Constant(char, ord("n")))
+
+        alpha = cgutils.alloca_once_value(builder, context.get_constant(dtype, 1.0))
+        scale = cgutils.alloca_once_value(builder, context.cast(builder, beta, types[9], dtype))
+        kind = ir.Constant(char, ord("d" if dtype == nbtypes.float64 else "s"))
+        builder.call(helper, [kind, trans(0, ta), trans(1, tb), integer(2, m), integer(3, n), integer(4, k),
+                              builder.bitcast(alpha, pointer), data(5, a), integer(6, lda), data(7, b),
+                              integer(8, ldb), builder.bitcast(scale, pointer), data(10, c), integer(11, ldc)])
+        return context.get_dummy_value()
+
+    return signature, codegen
 
 
 def stage(returns=nbtypes.none, **options):

@@ -36,11 +36,13 @@ import numpy as np
 from numba import prange
 from numba.core import types as nbtypes
 
-from .config import BLOCK, BLOCK_BYTES, TILE, UNROLL, kernel, specialise, stage
+from .config import BLOCK, BLOCK_BYTES, TILE, UNROLL, blas_gemm, kernel, specialise, stage
 from .elementwise import ACTIVATIONS, FUNCTIONS
 
 OUTPUTS = ("softmax", "sigmoid")  # softmax + cross-entropy; sigmoid + squared error
 LOOPS = ("block", "tiles")  # see build()
+MAX_TILES, MIN_TILE = 32, 32  # tiles of wide inputs (see _tile_size)
+LOAD = 16  # samples per step of load_block for wide inputs: a 64-byte line of float32 values
 LOOP_KERNELS = ("run", "grad_tiles")  # compiled per loop; every other @stage function is shared by the loops
 
 # A variant's choices, set as compile-time constants by build(): the activation f and its derivative, the
@@ -110,8 +112,18 @@ def load_block(X, y, order, e, start, m, XB, yb):
         i = order[e, start + j] if shuffled else start + j
         if labelled:
             yb[j] = y[i]
-        for c in range(d):
-            XB[c, j] = X[i, c]
+        if D > 0:
+            for c in range(d):
+                XB[c, j] = X[i, c]
+    if D == 0:
+        # Many inputs: a sample at a time, each value would go to another line of XB (its rows are BLOCK
+        # values apart), and the block's XB outgrows L2. A few samples at a time, each line is written whole
+        # while the samples' rows are read in order (8x faster for d = 784, measured).
+        for j0 in range(0, m, LOAD):
+            j1 = min(j0 + LOAD, m)
+            for c in range(d):
+                for j in range(j0, j1):
+                    XB[c, j] = X[order[e, start + j] if shuffled else start + j, c]
 
 
 @stage()
@@ -140,13 +152,12 @@ def hidden_forward(XB, m, W1, b1, W2, b2, A1, Z2):
                 A1[u + 1, j] = c
                 Z2[0, j] += w00 * a + w10 * c
                 Z2[1, j] += w01 * a + w11 * c
-    for u in range(first, h):
-        if D == 0:  # too many inputs to unroll: the pre-activations first, one pass per input
+    if D == 0:  # too many inputs to unroll: every pre-activation first, as one matrix product
+        for u in range(h):
             for j in range(m):
                 A1[u, j] = b1[u]
-            for c in range(d):
-                for j in range(m):
-                    A1[u, j] += W1[c, u] * XB[c, j]
+        _matmul(W1, True, XB, False, A1, h, m, d, 1.0)
+    for u in range(first, h):
         for j in range(m):
             A1[u, j] = activate(_pre(XB, W1, b1, A1, u, j))
         if BINARY:  # both logits in one pass over the row
@@ -164,7 +175,7 @@ def hidden_forward(XB, m, W1, b1, W2, b2, A1, Z2):
 
 @stage(returns=lambda XB, *rest: XB.dtype)
 def _pre(XB, W1, b1, A1, u, j):
-    """Unit u's pre-activation at sample j: computed here for D > 0 inputs, else already in A1.
+    """Unit u's pre-activation at sample j: computed here for D > 0 inputs, else already in A1 (_matmul).
 
     Decided by D, a compile-time constant: a branch on the run-time d would stay inside the loops over
     samples and stop them from vectorising (5x slower on d = 64, measured).
@@ -251,31 +262,51 @@ def hidden_delta(D3, m, W2, A1, D2):
 
 
 @stage()
-def accumulate(XB, A1, D3, D2, m, G):
+def accumulate(XB, A1, D3, D2, m, G, GW):
     """G += this block's gradient sums: [XB D2^T, sum D2, A1 D3^T, sum D3] (flat, theta's layout).
 
     Each sum over the block runs in the data's dtype, then is added into the float64 G: a float32 run then
     rounds once per block of BLOCK samples instead of once per sample. G is indexed flat (offsets of
-    split()): views made per block would cost more than a small block's arithmetic.
+    split()): views made per block would cost more than a small block's arithmetic. For D = 0 (wide inputs)
+    XB D2^T is one matrix product into GW (d, h), the data's dtype, then added into G.
     """
     d, h, k = XB.shape[0], A1.shape[0], D3.shape[0]
     zero = XB.dtype.type(0)
+    if D == 0:
+        _matmul(XB, False, D2, True, GW, d, h, m, 0.0)
+        for c in range(d):
+            for u in range(h):
+                G[c * h + u] += GW[c, u]
     for u in range(h):
         s = zero
         for j in range(m):
             s += D2[u, j]
         G[d * h + u] += s
-        for c in range(d):
-            s = zero
-            for j in range(m):
-                s += XB[c, j] * D2[u, j]
-            G[c * h + u] += s
+        if D > 0:
+            for c in range(d):
+                s = zero
+                for j in range(m):
+                    s += XB[c, j] * D2[u, j]
+                G[c * h + u] += s
         for v in range(k):
             s = zero
             for j in range(m):
                 s += A1[u, j] * D3[v, j]
             G[d * h + h + u * k + v] += s
     _accumulate_b2(D3, m, G, d * h + h + h * k)
+
+
+@stage(inline="always")
+def _matmul(A, ta, B, tb, C, rows, cols, inner, beta):
+    """C[:rows, :cols] = op(A) op(B) + beta C[:rows, :cols], op(A) (rows, inner), op(B) (inner, cols), op:
+    transposed if ta, tb; row-major views with unit column stride, of one dtype.
+
+    One call of BLAS's gemm, single-threaded (engine.blas_threads): every entry is then a sum in one fixed
+    order, whatever the number of threads. BLAS reads row-major matrices as their transposes, so it is
+    asked for C^T = op(B)^T op(A)^T.
+    """
+    blas_gemm(tb, ta, cols, rows, inner, B, B.strides[0] // B.itemsize, A, A.strides[0] // A.itemsize, beta,
+              C, C.strides[0] // C.itemsize)
 
 
 @stage(inline="always")
@@ -289,18 +320,19 @@ def _accumulate_b2(D3, m, G, at):
 
 
 @stage()
-def backward(XB, A1, D3, m, W2, D2, G):
+def backward(XB, A1, D3, m, W2, D2, G, GW):
     """hidden_delta, then accumulate: D2 = (W2 D3) * f'(A1), G += [XB D2^T, sum D2, A1 D3^T, sum D3].
 
     For k = 2 and d <= UNROLL in one pass over the block per hidden unit, its d + 3 sums in registers:
-    separate passes would load two rows for every multiply-add.  XB (d, B), A1, D2 (h, B), D3 (k, B).
+    separate passes would load two rows for every multiply-add.  XB (d, B), A1, D2 (h, B), D3 (k, B), GW:
+    accumulate's scratch.
     """
     h, k = W2.shape
     if BINARY and D > 0:
         _backward_binary(XB, A1, D3, m, W2, D2, G)
     else:
         hidden_delta(D3, m, W2, A1, D2)
-        accumulate(XB, A1, D3, D2, m, G)
+        accumulate(XB, A1, D3, D2, m, G, GW)
 
 
 @stage(inline="always")
@@ -351,15 +383,24 @@ def update(theta, G, d, h, k, lr, reg, scale):
         theta[i] -= lr * (g * scale)
 
 
+def work_rows(d, h, k):
+    """Rows of BLOCK values in one work slot (see _rows)."""
+    return d + 2 * h + 3 * k + 2 + (-(-d * h // BLOCK) if d > UNROLL else 0)
+
+
 @stage(inline="always")
 def _rows(work, d, h, k):
-    """The block buffers inside one work array: XB (d), A1 (h), Z2, P, D3 (k each), D2 (h), S (2).
+    """The block buffers inside one work array (work_rows(d, h, k) rows): XB (d), A1 (h), Z2, P, D3 (k each),
+    D2 (h), S (2), and for D = 0 accumulate's scratch GW (d, h) in the rows after them.
 
     D3 has rows of its own: written in place over P, the loops would not vectorise (the compiler cannot
     prove that two views of one buffer do not overlap, and falls back to scalar code).
     """
     a1, z2, p, d3, d2, s = d, d + h, d + h + k, d + h + 2 * k, d + h + 3 * k, d + 2 * h + 3 * k
-    return work[:a1], work[a1:z2], work[z2:p], work[p:d3], work[d3:d2], work[d2:s], work[s:]
+    gw = s + 2
+    rest = work[gw:].reshape(-1)
+    GW = rest[: d * h].reshape((d, h)) if D == 0 else rest[:0].reshape((0, 0))
+    return work[:a1], work[a1:z2], work[z2:p], work[p:d3], work[d3:d2], work[d2:s], work[s:gw], GW
 
 
 @stage(inline="always")
@@ -370,7 +411,7 @@ def _forward_block(X, y, order, e, start, m, params, rows, yb):
     pass, not per block: making a view costs about as much as a small block's arithmetic.
     """
     W1, b1, W2, b2 = params
-    XB, A1, Z2, P, D3, D2, S = rows
+    XB, A1, Z2, P, D3, D2, S, GW = rows
     load_block(X, y, order, e, start, m, XB, yb)
     hidden_forward(XB, m, W1, b1, W2, b2, A1, Z2)
     output_forward(Z2, m, P, S)
@@ -379,13 +420,13 @@ def _forward_block(X, y, order, e, start, m, params, rows, yb):
 @stage(inline="always")
 def _grad_range(X, y, order, e, start, stop, params, rows, yb, G):
     """G += the gradient sums of the samples start..stop-1 (of order[e], if order has rows), block by block."""
-    XB, A1, Z2, P, D3, D2, S = rows
+    XB, A1, Z2, P, D3, D2, S, GW = rows
     size = _block_size(A1, stop - start)
     for b in range(start, stop, size):
         m = min(size, stop - b)
         _forward_block(X, y, order, e, b, m, params, rows, yb)
         output_delta(P, yb, m, D3)
-        backward(XB, A1, D3, m, params[2], D2, G)
+        backward(XB, A1, D3, m, params[2], D2, G, GW)
 
 
 @stage(returns=nbtypes.float64)
@@ -408,16 +449,36 @@ def _block_loss(Z2, P, S, yb, m):
 def _block_size(A1, n):
     """Samples per block for a range of n samples: BLOCK, halved while the block's hidden activations A1
     would take more than BLOCK_BYTES, unless all n fit in one block (splitting so few samples costs more
-    than it saves). Depends on n, h and the dtype, never on the thread count."""
+    than it saves), or the inputs are wide (D = 0: matrix products gain from long rows). Depends on n, h, the
+    dtype and D, never on the thread count."""
     size = BLOCK
-    while n > BLOCK and size > 64 and A1.shape[0] * size * A1.itemsize > BLOCK_BYTES:
+    while D > 0 and n > BLOCK and size > 64 and A1.shape[0] * size * A1.itemsize > BLOCK_BYTES:
         size //= 2
     return size
 
 
 @stage(inline="always")
-def _n_tiles(n):
-    return (n + TILE - 1) // TILE
+def _tile_size(n, d):
+    """Samples per tile when n samples of d inputs are split into tiles, the unit of parallel work: TILE.
+
+    Wide inputs (d > UNROLL) cost hundreds of times more per sample: a tile is a block (more once n has
+    over MAX_TILES blocks: a batch holds a gradient partial per tile), and fewer than two blocks are split
+    in two, so that a mini-batch of 128 samples runs on two threads. Never depends on the number of
+    threads.
+    """
+    if d <= UNROLL:
+        return TILE
+    if n <= 2 * MIN_TILE:  # one tile: halves would cost more to sum than they save
+        return 2 * MIN_TILE
+    if n < 2 * BLOCK:  # two tiles, a multiple of 16 samples each but the last
+        return -(-n // 32) * 16
+    return BLOCK * -(-n // (BLOCK * MAX_TILES))
+
+
+@stage(inline="always")
+def _n_tiles(n, d):
+    size = _tile_size(n, d)
+    return (n + size - 1) // size, size
 
 
 @stage()
@@ -432,7 +493,7 @@ def run(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, work
     and sum the tiles' gradients and losses in tile order: results do not depend on the number of threads.
 
     X (n, d); y (n,), or (0,) when only P is asked for; order (E, n) or (0, 0); params: the views
-    (W1 (d, h), b1 (h,), W2 (h, k), b2 (k,)) of the flat theta; work (slots, d + 2h + 3k + 2, BLOCK) and
+    (W1 (d, h), b1 (h,), W2 (h, k), b2 (k,)) of the flat theta; work (slots, work_rows(d, h, k), BLOCK) and
     labels (slots, BLOCK): buffers; partials (tiles of a batch, theta.size), zero; losses (tiles of n,);
     P (n, k) or (0, k).
     """
@@ -441,12 +502,12 @@ def run(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, work
     h, k = W2.shape
     nslots = work.shape[0]
     G, yb = partials[0], labels[0]
-    XB, A1, Z2, Pb, D3, D2, S = _rows(work[0], d, h, k)
+    XB, A1, Z2, Pb, D3, D2, S, GW = _rows(work[0], d, h, k)
     reload = order.shape[0] > 0 or batch < n  # else the one block stays in the buffers from pass to pass
     for e in range(passes):
         for b in range(0, n, batch):
             stop = min(b + batch, n)
-            ntiles = _n_tiles(stop - b)
+            ntiles, _ = _n_tiles(stop - b, d)
             if LOOP == "block":
                 # Every batch is one block: its stages are called right here, with no loop over blocks or
                 # tiles around them (that costs 4-12% of the tutorial's run, measured).
@@ -456,7 +517,7 @@ def run(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, work
                 hidden_forward(XB, m, W1, b1, W2, b2, A1, Z2)
                 output_forward(Z2, m, Pb, S)
                 output_delta(Pb, yb, m, D3)
-                backward(XB, A1, D3, m, W2, D2, G)
+                backward(XB, A1, D3, m, W2, D2, G, GW)
             else:
                 grad_tiles(X, y, order, e, b, stop, params, work, labels, partials)
                 for t in range(1, ntiles):
@@ -474,15 +535,16 @@ def run(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, work
     if not evaluate and P.shape[0] == 0:
         return passes, 0.0
     labelled, outputs = evaluate and y.shape[0] > 0, P.shape[0] > 0
-    ntiles = _n_tiles(n)
+    ntiles, T = _n_tiles(n, d)
     for s in prange(nslots):
         rows = _rows(work[s], d, h, k)
         Z2s, Ps, Ss = rows[2], rows[3], rows[6]
         size = _block_size(rows[1], n)
         for t in range(s, ntiles, nslots):
             total = 0.0
-            for b in range(t * TILE, min((t + 1) * TILE, n), size):
-                m = min(size, n - b)
+            end = min((t + 1) * T, n)
+            for b in range(t * T, end, size):
+                m = min(size, end - b)
                 _forward_block(X, y, order[:0], 0, b, m, params, rows, labels[s])
                 if labelled:
                     total += _block_loss(Z2s, Ps, Ss, labels[s], m)
@@ -509,9 +571,9 @@ def grad_tiles(X, y, order, e, start, stop, params, work, labels, partials):
     """partials[t] += the gradient sums of tile t of samples start..stop-1, tiles spread over the slots."""
     d, h, k = X.shape[1], params[0].shape[1], params[2].shape[1]
     nslots = work.shape[0]
-    ntiles = _n_tiles(stop - start)
+    ntiles, T = _n_tiles(stop - start, d)
     for s in prange(nslots):
         rows = _rows(work[s], d, h, k)
         for t in range(s, ntiles, nslots):
-            _grad_range(X, y, order, e, start + t * TILE, min(start + (t + 1) * TILE, stop), params, rows,
-                        labels[s], partials[t])
+            _grad_range(X, y, order, e, start + t * T, min(start + (t + 1) * T, stop), params, rows, labels[s],
+                        partials[t])

@@ -9,9 +9,10 @@ import math
 
 import numpy as np
 import pytest
-from helpers import CLASSES, COLUMNS, DTYPES, HIDDEN, INPUTS, LARGE_LOGIT, RTOL, ULP, assert_near, call, params
+from helpers import (CLASSES, COLUMNS, DTYPES, HIDDEN, INPUTS, LARGE_LOGIT, RTOL, RUN_RTOL32, ULP, assert_near, call,
+                     params)
 
-from fastnn import kernels, reference
+from fastnn import engine, kernels, reference
 from fastnn.train import init_params
 
 BLOCK, TILE = kernels.BLOCK, kernels.TILE
@@ -70,7 +71,8 @@ def block(rng, d, h, k, dtype, act="tanh", out="softmax"):
         D3=0.5 * normal((k, B)), D2=0.5 * normal((h, B)), S=normal((2, B)),
         theta=normal(d * h + h + h * k + k))
     named = {key: value.astype(dtype) for key, value in named.items()}
-    named.update(yb=rng.integers(0, k, B), G=normal(d * h + h + h * k + k), d=d, h=h, k=k)
+    named.update(yb=rng.integers(0, k, B), G=normal(d * h + h + h * k + k), GW=np.empty((d, h), dtype), d=d, h=h,
+                 k=k)
     return named
 
 
@@ -329,9 +331,10 @@ def run_inputs(rng, d, h, k, n, dtype=np.float64, batch=None, passes=5, shuffled
     theta = init_params(d, h, k, 0, dtype)
     batch = batch or n
     return dict(X=X, y=y, order=order, theta=theta, passes=passes, batch=batch, lr=lr, reg=0.01, mean=mean,
-                evaluate=evaluate, work=np.empty((slots, d + 2 * h + 3 * k + 2, BLOCK), dtype),
-                labels=np.zeros((slots, BLOCK), np.int64), partials=np.zeros((-(-batch // TILE), theta.size)),
-                losses=np.zeros(-(-n // TILE)), P=np.full((n if outputs else 0, k), np.nan, dtype), d=d, h=h, k=k)
+                evaluate=evaluate, work=np.empty((slots, kernels.work_rows(d, h, k), BLOCK), dtype),
+                labels=np.zeros((slots, BLOCK), np.int64),
+                partials=np.zeros((engine.tiles(min(batch, n), d), theta.size)), losses=np.zeros(engine.tiles(n, d)),
+                P=np.full((n if outputs else 0, k), np.nan, dtype), d=d, h=h, k=k)
 
 
 def call_run(impl, named):
@@ -341,8 +344,9 @@ def call_run(impl, named):
     return call(impl.run, env), env
 
 
-def loop_for(batch):
-    return "block" if batch <= BLOCK else "tiles"
+def loop_for(batch, d):
+    """The loop fastnn.engine gives a batch: one block unless it spans blocks or tiles."""
+    return "block" if batch <= BLOCK and engine.tiles(batch, d) == 1 else "tiles"
 
 
 # Shapes of whole runs: one sample; one block short of a column; two blocks and a half; a wide, deep net.
@@ -356,7 +360,7 @@ PAIRS = [("tanh", "softmax"), ("sigmoid", "sigmoid"), ("relu", "softmax"), ("tan
 def test_run(rng, d, h, k, n, act, out, batching):
     batch = {"full": None, "batches": 50, "shuffled": 50}[batching]
     named = run_inputs(rng, d, h, k, n, batch=batch, shuffled=batching == "shuffled")
-    kernel, twin = both(act, out, np.float64, d, k, loop_for(named["batch"]))
+    kernel, twin = both(act, out, np.float64, d, k, loop_for(named["batch"], d))
     (done_k, loss_k), k_env = call_run(kernel, named)
     (done_r, loss_r), r_env = call_run(twin, named)
     assert done_k == done_r == named["passes"]
@@ -434,3 +438,66 @@ def test_one_block_loop_is_bit_identical_to_tiles(rng, batch):
     (_, loss_t), tiles_env = call_run(both(loop="tiles")[0], named)
     np.testing.assert_array_equal(block_env["theta"], tiles_env["theta"])
     assert loss_b == loss_t
+
+
+# --- Wide inputs: the matrix-product path (d > UNROLL) ---------------------------------------------------------
+# One compilation serves every d > UNROLL; these shapes cross d in {5, 64, 784}, k in {2, 3, 10, 100} and h in
+# {1, 17, 128, 500}, so that a leading dimension, a transposition or an offset of the products that is wrong
+# for some shape shows.
+WIDE = [(5, 500, 3), (64, 17, 10), (784, 128, 10), (64, 1, 100), (784, 17, 3), (64, 128, 2)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("m", [1, 100, BLOCK], ids=ids("m"))
+@pytest.mark.parametrize("d, h, k", WIDE, ids=["d{}h{}k{}".format(*s) for s in WIDE])
+def test_wide_stages(rng, d, h, k, m, dtype):
+    named = dict(block(rng, d, h, k, dtype), m=m)
+    variant = dict(dtype=dtype, d=d, k=k)
+    compare(*run_both("hidden_forward", named, ["A1", "Z2"], variant), ["A1", "Z2"], dtype)
+    kernel, ref = run_both("backward", named, ["D2"], variant)
+    compare(kernel, ref, ["D2", "G"], dtype)
+    assert not np.allclose(kernel["G"], named["G"])
+
+
+WIDE_RUNS = [(784, 128, 10, 300), (64, 17, 100, 600), (5, 500, 3, 200), (64, 1, 2, 130)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("batching", ["full", "batches", "shuffled"])
+@pytest.mark.parametrize("d, h, k, n", WIDE_RUNS, ids=["d{}h{}k{}n{}".format(*s) for s in WIDE_RUNS])
+def test_wide_run(rng, d, h, k, n, batching, dtype):
+    """Whole runs of the wide path against the reference: full batch (tiles of a block, or two halves of a
+    small batch) and mini-batches of 128 (two tiles each), in order and shuffled."""
+    batch = {"full": None, "batches": 128, "shuffled": 128}[batching]
+    named = run_inputs(rng, d, h, k, n, dtype, batch=batch, passes=3, shuffled=batching == "shuffled", lr=0.05)
+    named["X"] /= np.sqrt(d)  # the tutorial's scale of pre-activations, not d times it
+    kernel, twin = both("tanh", "softmax", dtype, d, k, loop_for(named["batch"], d))
+    (done_k, loss_k), k_env = call_run(kernel, named)
+    (done_r, loss_r), r_env = call_run(twin, named)
+    assert done_k == done_r == named["passes"]
+    tolerance = RTOL[np.float64] if dtype == np.float64 else RUN_RTOL32
+    assert_near(k_env["theta"], r_env["theta"], tolerance)
+    assert not np.allclose(k_env["theta"], named["theta"], rtol=1e-3)
+    assert_near(loss_k, loss_r, tolerance)
+    assert_near(k_env["P"], r_env["P"], tolerance)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("n, batch", [(128, None), (3000, None), (1000, 128)], ids=["n128", "n3000", "batch128"])
+def test_wide_parallel_run_is_bit_identical_to_serial(n, batch, dtype):
+    """Tiles of wide inputs over 1, 2 or 3 slots: the same bits (BLAS runs single-threaded in the kernels,
+    fastnn.engine.single_threaded_blas, as here)."""
+    rng = np.random.default_rng(3)
+    named = run_inputs(rng, 64, 17, 10, n, dtype, batch=batch, passes=2, shuffled=batch is not None)
+    assert named["partials"].shape[0] >= 2  # the batches are split into tiles
+    results = []
+    with engine.single_threaded_blas:
+        for slots, parallel in [(1, False), (1, True), (2, True), (3, True)]:
+            named.update(work=np.empty((slots,) + named["work"].shape[1:], dtype),
+                         labels=np.zeros((slots, BLOCK), np.int64))
+            results.append(call_run(both(dtype=dtype, d=64, k=10, loop="tiles", parallel=parallel)[0], named))
+    (_, loss), first = results[0]
+    for (_, other_loss), other in results[1:]:
+        np.testing.assert_array_equal(other["theta"], first["theta"])
+        np.testing.assert_array_equal(other["P"], first["P"])
+        assert other_loss == loss
