@@ -82,11 +82,15 @@ class _SingleThreadedBLAS:
         self._lock = threading.Lock()
         self._users = 0
         self._limit = None
+        self._controller = None
 
     def __enter__(self):
         with self._lock:
             if self._users == 0:
-                self._limit = threadpoolctl.threadpool_limits(1, user_api="blas")
+                if self._controller is None:  # finding the libraries takes a millisecond: once per process
+                    import scipy.linalg.cython_blas  # noqa: F401  the BLAS the kernels call, loaded before it is found
+                    self._controller = threadpoolctl.ThreadpoolController()
+                self._limit = self._controller.limit(limits=1, user_api="blas")
             self._users += 1
 
     def __exit__(self, *exc):
