@@ -215,7 +215,7 @@ def fastnn_ms(name, repeat=5):
         X = X.astype(dtype)
         theta = init_params(2, hidden[0], 2, 0, dtype)
         params = reference.split(theta, 2, hidden[0], 2)
-        run = engine.plan("numba", "tanh", "softmax", dtype, 2, 2, n, n)
+        run = engine.plan("numba", "tanh", "softmax", dtype, D, H, K, n, n)
         none, no_outputs = np.empty((0, 0), np.int64), np.empty((0, 2), dtype)
         step = lambda: run(X, y, none, theta, params, 1, n, 0.5, 0.01, True, False, no_outputs)  # noqa: E731
         step()

@@ -44,7 +44,7 @@ def test_large_pass(benchmark, large, dtype, backend):
     X = X.astype(dtype)
     benchmark.group = f"large pass: n={LARGE_N}, H=64, {dtype}"
     theta = init_params(2, 64, 2, 0, dtype)
-    run = engine.plan(backend, "tanh", "softmax", dtype, 2, 2, len(y), len(y))
+    run = engine.plan(backend, "tanh", "softmax", dtype, 2, 64, 2, len(y), len(y))
     args = (X, y, NO_ORDER, theta, reference.split(theta, 2, 64, 2), 1, len(y), 0.01, 0.01, True, False,
             np.empty((0, 2), dtype))
     run(*args)  # compile before timing

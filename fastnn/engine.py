@@ -32,9 +32,10 @@ class _Unlocked:
         return False
 
 
-def tiles(n: int, d: int) -> int:
-    """Tiles of n samples of d inputs: the unit of parallel work, and of the gradient and loss partials."""
-    return -(-n // kernels.tile_size(n, d))
+def tiles(n: int, d: int, h: int) -> int:
+    """Tiles of n samples (d inputs, h hidden units): the unit of parallel work, and of the gradient and loss
+    partials."""
+    return -(-n // kernels.tile_size(n, d, h))
 
 
 def work_bytes(n: int, d: int, h: int, k: int, batch: int, dtype, slots: int) -> int:
@@ -44,7 +45,7 @@ def work_bytes(n: int, d: int, h: int, k: int, batch: int, dtype, slots: int) ->
     gradient partial per tile of a batch; a loss per tile of n; and a float64 copy of the parameters."""
     size = reference.size(d, h, k)
     return (slots * kernels.BLOCK * (kernels.work_rows(d, h, k) * np.dtype(dtype).itemsize + 8)
-            + 8 * size * (tiles(batch, d) + 1) + 8 * tiles(n, d))
+            + 8 * size * (tiles(batch, d, h) + 1) + 8 * tiles(n, d, h))
 
 
 @dataclass(frozen=True)
@@ -110,8 +111,8 @@ def arguments(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate
     h, k = params[2].shape
     work = np.empty((slots, kernels.work_rows(d, h, k), kernels.BLOCK), X.dtype)
     labels = np.zeros((slots, kernels.BLOCK), np.int64)
-    partials = np.zeros((tiles(min(batch, n), d) if passes else 1, theta.size))  # the first row is G
-    losses = np.zeros(tiles(n, d))
+    partials = np.zeros((tiles(min(batch, n), d, h) if passes else 1, theta.size))  # the first row is G
+    losses = np.zeros(tiles(n, d, h))
     return (_readonly(X), _readonly(y), order, theta, params, int(passes), int(batch), float(lr), float(reg),
             bool(mean), bool(evaluate), work, labels, partials, losses, P)
 
@@ -122,13 +123,13 @@ def arguments(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate
 EVALUATE_PARALLEL = 1 << 18
 
 
-def plan(backend: str, activation: str, output: str, dtype, d: int, k: int, n: int, batch: int | None = None,
-         n_threads: int | None = None) -> Engine:
-    """The engine for a call on n samples (d inputs, k classes) in batches of ``batch`` (None: an
-    evaluation only, no training).
+def plan(backend: str, activation: str, output: str, dtype, d: int, h: int, k: int, n: int,
+         batch: int | None = None, n_threads: int | None = None) -> Engine:
+    """The engine for a call on n samples (d inputs, h hidden units, k classes) in batches of ``batch`` (None:
+    an evaluation only, no training).
 
     Training runs serially unless n is at least two tiles and more than one thread is allowed (evaluations
-    alone from EVALUATE_PARALLEL samples, or two tiles of wide inputs); a batch of one tile of at most one
+    alone from EVALUATE_PARALLEL samples, or two tiles of heavy samples: kernels.heavy); a batch of one tile of at most one
     block, or no training, gets the variant without the loop over tiles. The choice never changes a
     result's bits.
     """
@@ -136,16 +137,16 @@ def plan(backend: str, activation: str, output: str, dtype, d: int, k: int, n: i
     if backend == "numpy":
         return Engine(reference.build(activation, output, dtype, d, k, "block").run, 1, _Unlocked(), "")
     threads = numba.get_num_threads() if n_threads is None else min(n_threads, numba.get_num_threads())
-    if d > kernels.UNROLL:  # wide inputs: a tile (a block or less) is worth a thread even in an evaluation
-        parallel = threads > 1 and tiles(n, d) > 1
+    if kernels.heavy(d, h):  # a tile, a block or less, is worth a thread even in an evaluation
+        parallel = threads > 1 and tiles(n, d, h) > 1
     else:
         parallel = threads > 1 and n >= (2 * kernels.TILE if batch is not None else EVALUATE_PARALLEL)
-    loop = "block" if batch is None or (batch <= kernels.BLOCK and tiles(min(batch, n), d) == 1) else "tiles"
+    loop = "block" if batch is None or (batch <= kernels.BLOCK and tiles(min(batch, n), d, h) == 1) else "tiles"
     describe = (f"{activation} hidden units, {output} outputs, {dtype}, {d} input{'s' * (d > 1)}, {k} classes"
                 + (", parallel" if parallel else ""))
     alternate = kernels.build(activation, output, dtype, d, k, "tiles", parallel).run if batch is None else None
     return Engine(kernels.build(activation, output, dtype, d, k, loop, parallel).run, threads if parallel else 1,
-                  _PARALLEL if parallel else _Unlocked(), describe, alternate, blas=d > kernels.UNROLL)
+                  _PARALLEL if parallel else _Unlocked(), describe, alternate, blas=kernels.heavy(d, h))
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:

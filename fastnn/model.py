@@ -75,7 +75,8 @@ class Model:
 
     def _engine(self, n):
         s = self.settings
-        return engine.plan(s["backend"], s["activation"], s["output"], self.dtype, self.n_features, self.n_classes, n)
+        return engine.plan(s["backend"], s["activation"], s["output"], self.dtype, self.n_features, self.hidden,
+                           self.n_classes, n)
 
     def _evaluate(self, run, X, y, P):
         """The loss on (X, y) (y may be empty: no loss) and the outputs into P (may have no rows)."""

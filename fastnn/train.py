@@ -168,7 +168,7 @@ def train(X: ArrayLike, y: ArrayLike, hidden: int = 3, *, passes: int = 20000, l
         raise ValueError(f"init has {init.n_features} features and {init.hidden} hidden units; "
                          f"X has {d} features and hidden={s.hidden}")
     batch = n if s.batch_size is None else min(s.batch_size, n)
-    run = engine.plan(s.backend, s.activation, s.output, X.dtype, d, k, n, batch, s.n_threads)
+    run = engine.plan(s.backend, s.activation, s.output, X.dtype, d, s.hidden, k, n, batch, s.n_threads)
     _check_memory(n, d, s.hidden, k, batch, X.dtype, run.slots, shuffled=s.batch_size is not None and s.shuffle)
     theta = init_params(d, s.hidden, k, s.seed, X.dtype) if init is None else init.theta.astype(X.dtype)
     done = 0 if init is None else init.settings["passes"]

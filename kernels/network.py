@@ -42,6 +42,8 @@ from .elementwise import ACTIVATIONS, FUNCTIONS
 OUTPUTS = ("softmax", "sigmoid")  # softmax + cross-entropy; sigmoid + squared error
 LOOPS = ("block", "tiles")  # see build()
 MAX_TILES, MIN_TILE = 32, 32  # tiles of wide inputs (see _tile_size)
+GEMM_MIN = 1024  # see _by_blas
+LOAD_BYTES = 1 << 19  # load_block writes XB line by line beyond this size (about half of an L2)
 LOAD = 16  # samples per step of load_block for wide inputs: a 64-byte line of float32 values
 LOOP_KERNELS = ("run", "grad_tiles")  # compiled per loop; every other @stage function is shared by the loops
 
@@ -108,17 +110,18 @@ def load_block(X, y, order, e, start, m, XB, yb):
     d = X.shape[1]
     labelled = y.shape[0] > 0
     shuffled = order.shape[0] > 0
+    by_lines = D == 0 and d * XB.shape[1] * XB.itemsize > LOAD_BYTES
     for j in range(m):
         i = order[e, start + j] if shuffled else start + j
         if labelled:
             yb[j] = y[i]
-        if D > 0:
+        if not by_lines:
             for c in range(d):
                 XB[c, j] = X[i, c]
-    if D == 0:
+    if by_lines:
         # Many inputs: a sample at a time, each value would go to another line of XB (its rows are BLOCK
-        # values apart), and the block's XB outgrows L2. A few samples at a time, each line is written whole
-        # while the samples' rows are read in order (8x faster for d = 784, measured).
+        # values apart), and XB outgrows L2. A few samples at a time, each line is written whole while the
+        # samples' rows are read in order (4x faster for d = 784; for d = 64, 1.5x slower: measured).
         for j0 in range(0, m, LOAD):
             j1 = min(j0 + LOAD, m)
             for c in range(d):
@@ -152,11 +155,17 @@ def hidden_forward(XB, m, W1, b1, W2, b2, A1, Z2):
                 A1[u + 1, j] = c
                 Z2[0, j] += w00 * a + w10 * c
                 Z2[1, j] += w01 * a + w11 * c
-    if D == 0:  # too many inputs to unroll: every pre-activation first, as one matrix product
+    if D == 0:  # too many inputs to unroll: every pre-activation first
         for u in range(h):
             for j in range(m):
                 A1[u, j] = b1[u]
-        _matmul(W1, True, XB, False, A1, h, m, d, 1.0)
+        if _by_blas(d, h):  # as one matrix product
+            _matmul(W1, True, XB, False, A1, h, m, d, 1.0)
+        else:  # one pass per unit and input
+            for u in range(h):
+                for c in range(d):
+                    for j in range(m):
+                        A1[u, j] += W1[c, u] * XB[c, j]
     for u in range(first, h):
         for j in range(m):
             A1[u, j] = activate(_pre(XB, W1, b1, A1, u, j))
@@ -267,12 +276,13 @@ def accumulate(XB, A1, D3, D2, m, G, GW):
 
     Each sum over the block runs in the data's dtype, then is added into the float64 G: a float32 run then
     rounds once per block of BLOCK samples instead of once per sample. G is indexed flat (offsets of
-    split()): views made per block would cost more than a small block's arithmetic. For D = 0 (wide inputs)
-    XB D2^T is one matrix product into GW (d, h), the data's dtype, then added into G.
+    split()): views made per block would cost more than a small block's arithmetic. XB D2^T by BLAS
+    (_by_blas) is one matrix product into GW (d, h), the data's dtype, then added into G.
     """
     d, h, k = XB.shape[0], A1.shape[0], D3.shape[0]
     zero = XB.dtype.type(0)
-    if D == 0:
+    product = _by_blas(d, h)
+    if product:
         _matmul(XB, False, D2, True, GW, d, h, m, 0.0)
         for c in range(d):
             for u in range(h):
@@ -282,7 +292,7 @@ def accumulate(XB, A1, D3, D2, m, G, GW):
         for j in range(m):
             s += D2[u, j]
         G[d * h + u] += s
-        if D > 0:
+        if not product:
             for c in range(d):
                 s = zero
                 for j in range(m):
@@ -294,6 +304,21 @@ def accumulate(XB, A1, D3, D2, m, G, GW):
                 s += A1[u, j] * D3[v, j]
             G[d * h + h + u * k + v] += s
     _accumulate_b2(D3, m, G, d * h + h + h * k)
+
+
+@stage(inline="always")
+def _heavy(d, h):
+    """Whether samples of d inputs and h hidden units are heavy: their input layer goes to BLAS (_by_blas) and
+    their tiles are small (_tile_size). Below GEMM_MIN weights a BLAS call's fixed cost outweighs what
+    blocking gains (d = 16, h = 32: 14% slower than the loops over samples, measured; d = 64, h = 32: 2.4x
+    faster)."""
+    return d > UNROLL and d * h >= GEMM_MIN
+
+
+@stage(inline="always")
+def _by_blas(d, h):
+    """_heavy, decided at compile time for narrow inputs (D > 0), whose loops then compile no call."""
+    return D == 0 and _heavy(d, h)
 
 
 @stage(inline="always")
@@ -458,15 +483,14 @@ def _block_size(A1, n):
 
 
 @stage(inline="always")
-def _tile_size(n, d):
-    """Samples per tile when n samples of d inputs are split into tiles, the unit of parallel work: TILE.
+def _tile_size(n, d, h):
+    """Samples per tile when n samples are split into tiles, the unit of parallel work: TILE.
 
-    Wide inputs (d > UNROLL) cost hundreds of times more per sample: a tile is a block (more once n has
-    over MAX_TILES blocks: a batch holds a gradient partial per tile), and fewer than two blocks are split
-    in two, so that a mini-batch of 128 samples runs on two threads. Never depends on the number of
-    threads.
+    Heavy samples (_heavy: the input layer goes to BLAS) cost hundreds of times more: a tile is then a block (more once n has over MAX_TILES blocks: a batch holds a gradient
+    partial per tile), and fewer than two blocks are split in two, so that a mini-batch of 128 samples runs
+    on two threads. Never depends on the number of threads.
     """
-    if d <= UNROLL:
+    if not _heavy(d, h):
         return TILE
     if n <= 2 * MIN_TILE:  # one tile: halves would cost more to sum than they save
         return 2 * MIN_TILE
@@ -476,8 +500,8 @@ def _tile_size(n, d):
 
 
 @stage(inline="always")
-def _n_tiles(n, d):
-    size = _tile_size(n, d)
+def _n_tiles(n, d, h):
+    size = _tile_size(n, d, h)
     return (n + size - 1) // size, size
 
 
@@ -507,7 +531,7 @@ def run(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, work
     for e in range(passes):
         for b in range(0, n, batch):
             stop = min(b + batch, n)
-            ntiles, _ = _n_tiles(stop - b, d)
+            ntiles, _ = _n_tiles(stop - b, d, h)
             if LOOP == "block":
                 # Every batch is one block: its stages are called right here, with no loop over blocks or
                 # tiles around them (that costs 4-12% of the tutorial's run, measured).
@@ -535,7 +559,7 @@ def run(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, work
     if not evaluate and P.shape[0] == 0:
         return passes, 0.0
     labelled, outputs = evaluate and y.shape[0] > 0, P.shape[0] > 0
-    ntiles, T = _n_tiles(n, d)
+    ntiles, T = _n_tiles(n, d, h)
     for s in prange(nslots):
         rows = _rows(work[s], d, h, k)
         Z2s, Ps, Ss = rows[2], rows[3], rows[6]
@@ -571,7 +595,7 @@ def grad_tiles(X, y, order, e, start, stop, params, work, labels, partials):
     """partials[t] += the gradient sums of tile t of samples start..stop-1, tiles spread over the slots."""
     d, h, k = X.shape[1], params[0].shape[1], params[2].shape[1]
     nslots = work.shape[0]
-    ntiles, T = _n_tiles(stop - start, d)
+    ntiles, T = _n_tiles(stop - start, d, h)
     for s in prange(nslots):
         rows = _rows(work[s], d, h, k)
         for t in range(s, ntiles, nslots):

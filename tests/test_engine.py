@@ -35,17 +35,18 @@ def test_read_only_and_memory_mapped_inputs_use_the_compiled_kernel(moons, tmp_p
 
 def test_an_evaluation_uses_the_loop_that_is_compiled(moons):
     X, y = moons
-    plan = engine.plan("numba", "tanh", "softmax", "float64", 2, 2, 1000)
+    plan = engine.plan("numba", "tanh", "softmax", "float64", 2, 3, 2, 1000)
     assert plan.run is tutorial_kernel() and plan.alternate is not None and plan.slots == 1
-    training = engine.plan("numba", "tanh", "softmax", "float64", 2, 2, 1000, 1000)
+    training = engine.plan("numba", "tanh", "softmax", "float64", 2, 3, 2, 1000, 1000)
     assert training.alternate is None and training.run is not plan.run  # tiles: batches of more than a block
 
 
 def test_evaluations_run_in_parallel_only_on_many_rows():
-    small = engine.plan("numba", "tanh", "softmax", "float64", 2, 2, engine.EVALUATE_PARALLEL - 1, n_threads=2)
+    small = engine.plan("numba", "tanh", "softmax", "float64", 2, 3, 2, engine.EVALUATE_PARALLEL - 1,
+                        n_threads=2)
     assert small.slots == 1
     if kernels.TILE * 2 <= engine.EVALUATE_PARALLEL - 1:
-        training = engine.plan("numba", "tanh", "softmax", "float64", 2, 2, engine.EVALUATE_PARALLEL - 1,
+        training = engine.plan("numba", "tanh", "softmax", "float64", 2, 3, 2, engine.EVALUATE_PARALLEL - 1,
                                engine.EVALUATE_PARALLEL - 1, n_threads=2)
         assert training.slots == min(2, engine.numba.get_num_threads())
 

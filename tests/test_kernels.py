@@ -230,7 +230,7 @@ def test_split(d, h, k):
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("shuffled", [False, True], ids=["in-order", "order"])
 @pytest.mark.parametrize("m", COLUMNS, ids=ids("m"))
-@pytest.mark.parametrize("d", INPUTS, ids=ids("d"))
+@pytest.mark.parametrize("d", INPUTS + (784,), ids=ids("d"))  # 784: XB is written line by line
 def test_load_block(rng, d, m, shuffled, dtype):
     n, start = 2 * BLOCK + 5, 3  # start > 0: the block is taken from the middle of the data or order
     named = dict(X=rng.standard_normal((n, d)).astype(dtype), y=rng.integers(0, 3, n), start=start, m=m, e=1,
@@ -333,7 +333,8 @@ def run_inputs(rng, d, h, k, n, dtype=np.float64, batch=None, passes=5, shuffled
     return dict(X=X, y=y, order=order, theta=theta, passes=passes, batch=batch, lr=lr, reg=0.01, mean=mean,
                 evaluate=evaluate, work=np.empty((slots, kernels.work_rows(d, h, k), BLOCK), dtype),
                 labels=np.zeros((slots, BLOCK), np.int64),
-                partials=np.zeros((engine.tiles(min(batch, n), d), theta.size)), losses=np.zeros(engine.tiles(n, d)),
+                partials=np.zeros((engine.tiles(min(batch, n), d, h), theta.size)),
+                losses=np.zeros(engine.tiles(n, d, h)),
                 P=np.full((n if outputs else 0, k), np.nan, dtype), d=d, h=h, k=k)
 
 
@@ -344,9 +345,9 @@ def call_run(impl, named):
     return call(impl.run, env), env
 
 
-def loop_for(batch, d):
+def loop_for(batch, d, h):
     """The loop fastnn.engine gives a batch: one block unless it spans blocks or tiles."""
-    return "block" if batch <= BLOCK and engine.tiles(batch, d) == 1 else "tiles"
+    return "block" if batch <= BLOCK and engine.tiles(batch, d, h) == 1 else "tiles"
 
 
 # Shapes of whole runs: one sample; one block short of a column; two blocks and a half; a wide, deep net.
@@ -360,7 +361,7 @@ PAIRS = [("tanh", "softmax"), ("sigmoid", "sigmoid"), ("relu", "softmax"), ("tan
 def test_run(rng, d, h, k, n, act, out, batching):
     batch = {"full": None, "batches": 50, "shuffled": 50}[batching]
     named = run_inputs(rng, d, h, k, n, batch=batch, shuffled=batching == "shuffled")
-    kernel, twin = both(act, out, np.float64, d, k, loop_for(named["batch"], d))
+    kernel, twin = both(act, out, np.float64, d, k, loop_for(named["batch"], d, h))
     (done_k, loss_k), k_env = call_run(kernel, named)
     (done_r, loss_r), r_env = call_run(twin, named)
     assert done_k == done_r == named["passes"]
@@ -471,7 +472,7 @@ def test_wide_run(rng, d, h, k, n, batching, dtype):
     batch = {"full": None, "batches": 128, "shuffled": 128}[batching]
     named = run_inputs(rng, d, h, k, n, dtype, batch=batch, passes=3, shuffled=batching == "shuffled", lr=0.05)
     named["X"] /= np.sqrt(d)  # the tutorial's scale of pre-activations, not d times it
-    kernel, twin = both("tanh", "softmax", dtype, d, k, loop_for(named["batch"], d))
+    kernel, twin = both("tanh", "softmax", dtype, d, k, loop_for(named["batch"], d, h))
     (done_k, loss_k), k_env = call_run(kernel, named)
     (done_r, loss_r), r_env = call_run(twin, named)
     assert done_k == done_r == named["passes"]
