@@ -28,6 +28,7 @@ from numpy.typing import ArrayLike, DTypeLike
 from . import engine, reference
 
 # The activations and outputs are named by reference.ACTIVATIONS and reference.OUTPUTS.
+SOLVERS = ("sgd", "adam")
 REDUCTIONS = ("sum", "mean")
 BACKENDS = ("numba", "numpy")
 DTYPES = {"float64": np.float64, "float32": np.float32}
@@ -74,6 +75,21 @@ def real(value: object, name: str, minimum: float = 0.0, strict: bool = False) -
     bound = f"> {minimum}" if strict else f">= {minimum}"
     if not np.isfinite(value) or value < minimum or (strict and value == minimum):
         raise ValueError(f"{name} must be a finite number {bound}; got {value!r}")
+    return value
+
+
+def flag(value: object, name: str) -> bool:
+    """``value`` as a bool; only True or False (NumPy's too) are accepted."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+    return bool(value)
+
+
+def fraction(value: object, name: str) -> float:
+    """``value`` as a float in [0, 1) (a momentum, a decay rate)."""
+    value = real(value, name)
+    if value >= 1:
+        raise ValueError(f"{name} must be in [0, 1); got {value!r}")
     return value
 
 

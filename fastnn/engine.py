@@ -60,8 +60,10 @@ class Engine:
     alternate: Callable | None = None  # for an evaluation: the other loop's run, used if it is compiled already
     blas: bool = False  # the kernels call BLAS (wide inputs): run them with BLAS on one thread
 
-    def __call__(self, X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, P):
-        args = arguments(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, P, self.slots)
+    def __call__(self, X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, P, optimiser=None):
+        """optimiser: (state, settings) of a solver other than plain "sgd" (see optimiser_arrays)."""
+        args = arguments(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, P, self.slots,
+                         optimiser)
         run = self.run
         if self.describe:  # a kernel, not the NumPy twin
             types = tuple(run.typeof_pyval(a) for a in args)
@@ -105,7 +107,15 @@ class _SingleThreadedBLAS:
 single_threaded_blas = _SingleThreadedBLAS()
 
 
-def arguments(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, P, slots):
+def optimiser_arrays(solver: str, size: int, momentum=0.0, nesterov=False, beta_1=0.9, beta_2=0.999,
+                     epsilon=1e-8) -> tuple[np.ndarray, np.ndarray]:
+    """A fresh optimiser for ``run`` (kernels' update): its state (velocity, or Adam's two moments; zero) and
+    its settings with the step count."""
+    state = np.zeros((0 if solver == "sgd" else 2, size))
+    return state, np.array([momentum, float(nesterov), beta_1, beta_2, epsilon, 0.0])
+
+
+def arguments(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, P, slots, optimiser=None):
     """The arguments of ``run``, with the buffers it needs and the inputs read-only."""
     n, d = X.shape
     h, k = params[2].shape
@@ -113,8 +123,9 @@ def arguments(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate
     labels = np.zeros((slots, kernels.BLOCK), np.int64)
     partials = np.zeros((tiles(min(batch, n), d, h) if passes else 1, theta.size))  # the first row is G
     losses = np.zeros(tiles(n, d, h))
+    state, settings = optimiser_arrays("sgd", theta.size) if optimiser is None else optimiser
     return (_readonly(X), _readonly(y), order, theta, params, int(passes), int(batch), float(lr), float(reg),
-            bool(mean), bool(evaluate), work, labels, partials, losses, P)
+            bool(mean), bool(evaluate), work, labels, partials, losses, P, state, settings)
 
 
 # An evaluation alone (predict, loss) runs on threads from this many samples: below it a serial pass takes
@@ -124,7 +135,7 @@ EVALUATE_PARALLEL = 1 << 18
 
 
 def plan(backend: str, activation: str, output: str, dtype, d: int, h: int, k: int, n: int,
-         batch: int | None = None, n_threads: int | None = None) -> Engine:
+         batch: int | None = None, n_threads: int | None = None, solver: str = "sgd") -> Engine:
     """The engine for a call on n samples (d inputs, h hidden units, k classes) in batches of ``batch`` (None:
     an evaluation only, no training).
 
@@ -135,7 +146,8 @@ def plan(backend: str, activation: str, output: str, dtype, d: int, h: int, k: i
     """
     dtype = np.dtype(dtype).name
     if backend == "numpy":
-        return Engine(reference.build(activation, output, dtype, d, k, "block").run, 1, _Unlocked(), "")
+        return Engine(reference.build(activation, output, dtype, d, k, "block", solver=solver).run, 1,
+                      _Unlocked(), "")
     threads = numba.get_num_threads() if n_threads is None else min(n_threads, numba.get_num_threads())
     if kernels.heavy(d, h):  # a tile, a block or less, is worth a thread even in an evaluation
         parallel = threads > 1 and tiles(n, d, h) > 1
@@ -143,9 +155,10 @@ def plan(backend: str, activation: str, output: str, dtype, d: int, h: int, k: i
         parallel = threads > 1 and n >= (2 * kernels.TILE if batch is not None else EVALUATE_PARALLEL)
     loop = "block" if batch is None or (batch <= kernels.BLOCK and tiles(min(batch, n), d, h) == 1) else "tiles"
     describe = (f"{activation} hidden units, {output} outputs, {dtype}, {d} input{'s' * (d > 1)}, {k} classes"
-                + (", parallel" if parallel else ""))
+                + (f", {solver}" if solver != "sgd" else "") + (", parallel" if parallel else ""))
     alternate = kernels.build(activation, output, dtype, d, k, "tiles", parallel).run if batch is None else None
-    return Engine(kernels.build(activation, output, dtype, d, k, loop, parallel).run, threads if parallel else 1,
+    return Engine(kernels.build(activation, output, dtype, d, k, loop, parallel, solver).run,
+                  threads if parallel else 1,
                   _PARALLEL if parallel else _Unlocked(), describe, alternate, blas=kernels.heavy(d, h))
 
 

@@ -20,9 +20,11 @@ from .train import train
 class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
     """One-hidden-layer network classifier trained by fastnn's fused kernels (gradient descent).
 
-    A drop-in for ``MLPClassifier(hidden_layer_sizes=(hidden,), solver="sgd", momentum=0,
-    learning_rate="constant")``: same model, same L2 penalty (``reg`` is ``alpha``), plain gradient
-    steps, with the whole loop of passes in compiled code.
+    A drop-in for ``MLPClassifier(hidden_layer_sizes=(hidden,), learning_rate="constant")`` with
+    ``solver="sgd"`` (plain steps by default, or momentum) or ``solver="adam"``: same model, same L2 penalty
+    (``reg`` is ``alpha``), with the whole loop of passes, optimiser included, in compiled code.
+    MLPClassifier's defaults: ``solver="adam", lr=0.001, momentum=0.9, batch_size=min(200, n)`` (its
+    early stopping on ``tol`` has no counterpart here: ``passes`` are run in full).
 
     Parameters
     ----------
@@ -60,6 +62,16 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
         about 100 points per fit (each costs about a forward pass over the data).
     n_threads : int or None, default=None
         Threads for large n (None: all of Numba's; 1: the serial kernel).
+    solver : {"sgd", "adam"}, default="sgd"
+        Plain gradient steps (with ``momentum``) or Adam, stepped inside the compiled loop as
+        MLPClassifier's optimisers step (``lr`` is ``learning_rate_init``). ``warm_start`` and
+        ``partial_fit`` continue with the optimiser's state.
+    momentum : float in [0, 1), default=0.0
+        "sgd" only; MLPClassifier's default is 0.9.
+    nesterovs_momentum : bool, default=True
+        "sgd" with momentum only: Nesterov's momentum, as MLPClassifier's default.
+    beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
+        "adam" only, as MLPClassifier's.
 
     Attributes
     ----------
@@ -92,7 +104,9 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, hidden: int = 3, activation: str = "tanh", output: str = "softmax", lr: float = 0.5,
                  reg: float = 1e-4, passes: int = 2000, batch_size: int | None = None, reduction: str = "mean",
                  shuffle: bool = True, dtype: str | None = "float64", random_state=None, verbose: bool = False,
-                 warm_start: bool = False, loss_every: int | None = None, n_threads: int | None = None):
+                 warm_start: bool = False, loss_every: int | None = None, n_threads: int | None = None,
+                 solver: str = "sgd", momentum: float = 0.0, nesterovs_momentum: bool = True, beta_1: float = 0.9,
+                 beta_2: float = 0.999, epsilon: float = 1e-8):
         self.hidden = hidden
         self.activation = activation
         self.output = output
@@ -108,6 +122,12 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
         self.warm_start = warm_start
         self.loss_every = loss_every
         self.n_threads = n_threads
+        self.solver = solver
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
 
     def fit(self, X: ArrayLike, y: ArrayLike) -> NeuralNetClassifier:
         """Train on X (n, d) and labels y (n,); with ``warm_start``, from the current weights."""
@@ -195,7 +215,9 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
         model = train(X, y, self.hidden, passes=passes, lr=self.lr, reg=self.reg, seed=seed,
                       activation=self.activation, output=self.output, reduction=self.reduction,
                       batch_size=self.batch_size, shuffle=self.shuffle, dtype=self.dtype,
-                      loss_every=loss_every, n_classes=len(classes), n_threads=self.n_threads, init=init)
+                      loss_every=loss_every, n_classes=len(classes), n_threads=self.n_threads, init=init,
+                      solver=self.solver, momentum=self.momentum, nesterov=self.nesterovs_momentum,
+                      beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon)
         self.model_, self.classes_ = model, classes
         if self.verbose:
             start = 0 if init is None else init.settings["passes"]

@@ -41,6 +41,9 @@ class Model:
         self.n_features, self.hidden, self.n_classes = n_features, hidden, k
         self.settings = dict(settings, hidden=hidden)
         self.loss_history = np.zeros((0, 2)) if loss_history is None else np.asarray(loss_history, float)
+        # The optimiser's settings and state after training (train sets it; None: plain "sgd" or unknown, as
+        # for a loaded model): a run continued with init= goes on with it.
+        self.optimiser: dict[str, Any] | None = None
 
     W1 = property(lambda self: self._parts()[0], doc="Input-to-hidden weights (d, h).")
     b1 = property(lambda self: self._parts()[1], doc="Hidden biases (h,).")

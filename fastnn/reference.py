@@ -30,6 +30,7 @@ ACTIVATIONS = {
     "relu": (relu, lambda a: (a > 0).astype(a.dtype)),
 }
 OUTPUTS = ("softmax", "sigmoid")  # softmax + cross-entropy; sigmoid + squared error
+SOLVERS = ("sgd", "momentum", "adam")
 
 
 def exp_array(x, out):
@@ -67,16 +68,6 @@ def _onehot(yb, k, m, dtype):
     return (np.arange(k)[:, None] == yb[:m]).astype(dtype)
 
 
-def update(theta, G, d, h, k, lr, reg, scale):
-    """theta -= lr * (G + reg * W) * scale, the L2 term on the weights only."""
-    g = G.copy()
-    W1, _, W2, _ = split(theta, d, h, k)
-    gW1, _, gW2, _ = split(g, d, h, k)
-    gW1 += reg * W1
-    gW2 += reg * W2
-    theta[:] = theta - lr * (g * scale)
-
-
 def accumulate(XB, A1, D3, D2, m, G, GW):
     """G += [XB D2^T, sum D2, A1 D3^T, sum D3], summed in the data's dtype, added in float64 (GW: the
     kernel's scratch, unused)."""
@@ -87,15 +78,41 @@ def accumulate(XB, A1, D3, D2, m, G, GW):
     gb2 += D3[:, :m].sum(axis=1)
 
 
-def build(act, out, dtype, d, k, loop, parallel=False):
-    """The twins of ``kernels.build(act, out, dtype, d, k, loop, parallel)``: the same names and signatures.
+def build(act, out, dtype, d, k, loop, parallel=False, solver="sgd"):
+    """The twins of ``kernels.build(act, out, dtype, d, k, loop, parallel, solver)``: the same names and
+    signatures.
 
     d, k, loop and parallel change how the kernels run, not what they compute; they are accepted so that a
     test can call both builds with the same arguments.
     """
-    if act not in ACTIVATIONS or out not in OUTPUTS:
-        raise ValueError(f"no kernel variant ({act!r}, {out!r})")
+    if act not in ACTIVATIONS or out not in OUTPUTS or solver not in SOLVERS:
+        raise ValueError(f"no kernel variant ({act!r}, {out!r}, {solver!r})")
     f, df = ACTIVATIONS[act]
+
+    def update(theta, G, d, h, k, lr, reg, scale, state, optimiser):
+        """One step along g = (G + reg * W) * scale, the L2 term on the weights only: theta -= lr g (sgd),
+        with momentum (Nesterov's or not), or Adam, as scikit-learn's MLP optimisers step (kernels'
+        update says how); state and optimiser are updated in place."""
+        g = G.copy()
+        W1, _, W2, _ = split(theta, d, h, k)
+        gW1, _, gW2, _ = split(g, d, h, k)
+        gW1 += reg * W1
+        gW2 += reg * W2
+        if solver == "sgd":
+            theta[:] = theta - lr * (g * scale)
+            return
+        g *= scale
+        mu, nesterov, beta1, beta2, epsilon = optimiser[:5]
+        if solver == "momentum":
+            state[0] = mu * state[0] - lr * g
+            theta[:] = theta + (mu * state[0] - lr * g if nesterov else state[0])
+            return
+        optimiser[5] += 1
+        t = optimiser[5]
+        state[0] = beta1 * state[0] + (1 - beta1) * g
+        state[1] = beta2 * state[1] + (1 - beta2) * (g * g)
+        step = lr * np.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
+        theta[:] = theta - step * state[0] / (np.sqrt(state[1]) + epsilon)
 
     def hidden_forward(XB, m, W1, b1, W2, b2, A1, Z2):
         """A1 = f(W1^T XB + b1) and the logits Z2 = W2^T A1 + b2."""
@@ -140,7 +157,7 @@ def build(act, out, dtype, d, k, loop, parallel=False):
         return XB, A1, Z2, P, S, yb
 
     def run(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, work, labels, partials, losses,
-            P):
+            P, state, optimiser):
         """Train theta in place for `passes` epochs, then evaluate; returns (epochs completed, L)."""
         n, d = X.shape
         h, k = params[2].shape
@@ -152,7 +169,7 @@ def build(act, out, dtype, d, k, loop, parallel=False):
                     output_delta(Pb, yb, m, Pb)
                     G = np.zeros(theta.size)
                     backward(XB, A1, Pb, m, params[2], np.empty_like(A1), G, None)
-                    update(theta, G, d, h, k, lr, reg, 1.0 / m if mean else 1.0)
+                    update(theta, G, d, h, k, lr, reg, 1.0 / m if mean else 1.0, state, optimiser)
                     if not np.isfinite(theta).all():
                         return e, np.nan
             if not evaluate and P.shape[0] == 0:

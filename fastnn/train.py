@@ -84,6 +84,22 @@ class Settings:
     loss_every: int
     shuffle: bool
     n_threads: int | None
+    solver: str = "sgd"
+    momentum: float = 0.0
+    nesterov: bool = False
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    epsilon: float = 1e-8
+
+    @property
+    def kernel_solver(self) -> str:
+        """The kernels' update (kernels.SOLVERS): plain "sgd" when there is no momentum."""
+        return "adam" if self.solver == "adam" else "momentum" if self.momentum > 0 else "sgd"
+
+    def optimiser(self) -> dict[str, Any]:
+        """The optimiser's settings, as a Model keeps them beside its state."""
+        return dict(solver=self.kernel_solver, momentum=self.momentum, nesterov=self.nesterov, beta_1=self.beta_1,
+                    beta_2=self.beta_2, epsilon=self.epsilon)
 
     def stored(self, passes: int) -> dict[str, Any]:
         """The settings a Model keeps (and a model file stores), after ``passes`` passes in all."""
@@ -96,7 +112,8 @@ def train(X: ArrayLike, y: ArrayLike, hidden: int = 3, *, passes: int = 20000, l
           reduction: str = "sum", batch_size: int | None = None, dtype=None, backend: str = "numba",
           loss_every: int | None = None, progress: bool = False, n_classes: int | None = None,
           n_threads: int | None = None, init: Model | None = None, shuffle: bool = True,
-          stop: Flag | None = None) -> Model:
+          stop: Flag | None = None, solver: str = "sgd", momentum: float = 0.0, nesterov: bool = False,
+          beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8) -> Model:
     """Train a one-hidden-layer network by gradient descent.
 
     Parameters
@@ -141,6 +158,19 @@ def train(X: ArrayLike, y: ArrayLike, hidden: int = 3, *, passes: int = 20000, l
         mini-batches in the order of X (False).
     stop : threading.Event or any object with ``is_set()``, optional
         Checked between kernel calls (at least every ~0.15 s); when set, the run raises ``Cancelled``.
+    solver : {"sgd", "adam"}
+        How each gradient becomes a step, as scikit-learn's MLPs take it: "sgd" (the tutorial's plain
+        step ``lr * g`` when momentum is 0) or "adam" (``lr`` is Adam's step size, scikit-learn's
+        ``learning_rate_init``; its default there is 0.001).
+    momentum : float in [0, 1)
+        "sgd" only: velocity ``v = momentum * v - lr * g``, step ``v`` (or ``momentum * v - lr * g`` with
+        ``nesterov=True``). scikit-learn's default is 0.9 with Nesterov's; fastnn's 0 is the tutorial's.
+    beta_1, beta_2 : float in [0, 1); epsilon : float > 0
+        "adam" only: the decay rates of the moment estimates and the denominator's guard.
+
+        The optimiser's state (velocity, moments, step count) stays with the Model in memory: ``init=``
+        continues a run with it exactly, as one long run would. Model files do not store it (a loaded
+        model continues with a fresh optimiser).
 
     Returns
     -------
@@ -159,7 +189,7 @@ def train(X: ArrayLike, y: ArrayLike, hidden: int = 3, *, passes: int = 20000, l
         When ``stop`` was set.
     """
     s = _settings(hidden, passes, lr, reg, seed, activation, output, reduction, batch_size, backend, loss_every,
-                  shuffle, n_threads, init, stop)
+                  shuffle, n_threads, init, stop, solver, momentum, nesterov, beta_1, beta_2, epsilon)
     dtype = check.dtype_of(dtype if init is None or dtype is not None else init.dtype, X)
     X = check.features(X, dtype)
     n, d = X.shape
@@ -168,21 +198,35 @@ def train(X: ArrayLike, y: ArrayLike, hidden: int = 3, *, passes: int = 20000, l
         raise ValueError(f"init has {init.n_features} features and {init.hidden} hidden units; "
                          f"X has {d} features and hidden={s.hidden}")
     batch = n if s.batch_size is None else min(s.batch_size, n)
-    run = engine.plan(s.backend, s.activation, s.output, X.dtype, d, s.hidden, k, n, batch, s.n_threads)
+    run = engine.plan(s.backend, s.activation, s.output, X.dtype, d, s.hidden, k, n, batch, s.n_threads,
+                      s.kernel_solver)
     _check_memory(n, d, s.hidden, k, batch, X.dtype, run.slots, shuffled=s.batch_size is not None and s.shuffle)
     theta = init_params(d, s.hidden, k, s.seed, X.dtype) if init is None else init.theta.astype(X.dtype)
     done = 0 if init is None else init.settings["passes"]
-    history = _fit(run, X, y, theta, k, s, batch, done, progress, stop)
+    optimiser = _optimiser(s, theta.size, init)
+    history = _fit(run, X, y, theta, k, s, batch, done, progress, stop, optimiser)
     previous = [init.loss_history] if init is not None else []
-    return Model(theta, d, s.hidden, s.stored(done + s.passes), np.concatenate(previous + [history]))
+    model = Model(theta, d, s.hidden, s.stored(done + s.passes), np.concatenate(previous + [history]))
+    model.optimiser = dict(s.optimiser(), state=optimiser[0], steps=int(optimiser[1][5]))
+    return model
+
+
+def _optimiser(s: Settings, size: int, init: Model | None):
+    """The optimiser's arrays for run: init's state when it was trained with the same optimiser, else fresh."""
+    state, settings = engine.optimiser_arrays(s.kernel_solver, size, s.momentum, s.nesterov, s.beta_1, s.beta_2,
+                                              s.epsilon)
+    carried = getattr(init, "optimiser", None)
+    if carried is not None and carried["solver"] == s.kernel_solver and carried["state"].shape == state.shape:
+        state[:] = carried["state"]
+        settings[5] = carried["steps"]
+    return state, settings
 
 
 def _settings(hidden, passes, lr, reg, seed, activation, output, reduction, batch_size, backend, loss_every,
-              shuffle, n_threads, init, stop) -> Settings:
+              shuffle, n_threads, init, stop, solver="sgd", momentum=0.0, nesterov=False, beta_1=0.9,
+              beta_2=0.999, epsilon=1e-8) -> Settings:
     """The hyperparameters, each checked (ValueError/TypeError naming it) before anything is allocated."""
     passes = check.integer(passes, "passes")
-    if not isinstance(shuffle, (bool, np.bool_)):
-        raise TypeError(f"shuffle must be True or False; got {shuffle!r}")
     if init is not None and not isinstance(init, Model):
         raise TypeError(f"init must be a fastnn.Model or None; got {type(init).__name__}")
     if stop is not None and not callable(getattr(stop, "is_set", None)):
@@ -196,7 +240,10 @@ def _settings(hidden, passes, lr, reg, seed, activation, output, reduction, batc
         batch_size=None if batch_size is None else check.integer(batch_size, "batch_size"),
         backend=check.choice(backend, "backend", check.BACKENDS),
         loss_every=max(1, passes // 100) if loss_every is None else check.integer(loss_every, "loss_every"),
-        shuffle=bool(shuffle), n_threads=None if n_threads is None else check.integer(n_threads, "n_threads"))
+        shuffle=check.flag(shuffle, "shuffle"), n_threads=None if n_threads is None else check.integer(n_threads, "n_threads"),
+        solver=check.choice(solver, "solver", check.SOLVERS), momentum=check.fraction(momentum, "momentum"),
+        nesterov=check.flag(nesterov, "nesterov"), beta_1=check.fraction(beta_1, "beta_1"),
+        beta_2=check.fraction(beta_2, "beta_2"), epsilon=check.real(epsilon, "epsilon", strict=True))
 
 
 def _check_memory(n, d, h, k, batch, dtype, slots, shuffled):
@@ -225,7 +272,7 @@ def _checkpoints(start, passes, loss_every):
     return sorted(points)
 
 
-def _fit(run, X, y, theta, k, s: Settings, batch, done, progress, stop):
+def _fit(run, X, y, theta, k, s: Settings, batch, done, progress, stop, optimiser):
     """Run the passes in chunks, checking the loss at the checkpoints; returns the (pass, loss) records."""
     n, d = X.shape
     params = reference.split(theta, d, s.hidden, k)
@@ -237,7 +284,7 @@ def _fit(run, X, y, theta, k, s: Settings, batch, done, progress, stop):
         """Passes first..first+passes-1 of this run, then (evaluate) the loss: (passes completed, loss)."""
         order = orders(s.seed, done + first, passes, n) if shuffled and passes else no_order
         return run(X, y, order, theta, params, passes, batch, s.lr, s.reg, s.reduction == "mean", evaluate,
-                   no_outputs)
+                   no_outputs, optimiser)
 
     monitor = _Monitor(s, X, done, _trivial_loss(y, k, s.output), call(0, 0, True)[1])
     records = [] if done else [(0, monitor.initial)]

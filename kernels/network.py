@@ -40,6 +40,7 @@ from .config import BLOCK, BLOCK_BYTES, TILE, UNROLL, blas_gemm, kernel, special
 from .elementwise import ACTIVATIONS, FUNCTIONS
 
 OUTPUTS = ("softmax", "sigmoid")  # softmax + cross-entropy; sigmoid + squared error
+SOLVERS = ("sgd", "momentum", "adam")  # see update()
 LOOPS = ("block", "tiles")  # see build()
 MAX_TILES, MIN_TILE = 32, 32  # tiles of wide inputs (see _tile_size)
 GEMM_MIN = 1024  # see _by_blas
@@ -48,39 +49,39 @@ LOAD = 16  # samples per step of load_block for wide inputs: a 64-byte line of f
 LOOP_KERNELS = ("run", "grad_tiles")  # compiled per loop; every other @stage function is shared by the loops
 
 # A variant's choices, set as compile-time constants by build(): the activation f and its derivative, the
-# output, the loop, the number of inputs D (0: read at run time), whether there are two classes, and the
-# elementary functions of the dtype.
-ACT = OUT = LOOP = D = BINARY = activate = derivative = exp = sigmoid = None
+# output, the loop, the optimiser, the number of inputs D (0: read at run time), whether there are two
+# classes, and the elementary functions of the dtype.
+ACT = OUT = LOOP = SOLVER = D = BINARY = activate = derivative = exp = sigmoid = None
 
 
-def build(act, out, dtype, d, k, loop, parallel=False):
+def build(act, out, dtype, d, k, loop, parallel=False, solver="sgd"):
     """The kernels of one variant, as a namespace: the stages, ``train``, ``grad_tiles`` and ``forward``.
 
     act: one of ACTIVATIONS; out: one of OUTPUTS; dtype: "float64" or "float32"; d inputs (up to UNROLL,
     each d is compiled with a constant trip count for its loop over inputs, which then unrolls inside the
     loops over samples; wider inputs share one compilation); k classes (k = 2 has loops of its own);
     loop: "block" (every batch is one block of at most BLOCK samples: the training loop over blocks and
-    tiles is not compiled) or "tiles"; parallel: tiles spread over threads (bit-identical to serial).
-    Variants are compiled on their first call and cached on disk.
+    tiles is not compiled) or "tiles"; parallel: tiles spread over threads (bit-identical to serial);
+    solver: one of SOLVERS (see update). Variants are compiled on their first call and cached on disk.
     """
-    if act not in ACTIVATIONS or out not in OUTPUTS or loop not in LOOPS:
-        raise ValueError(f"no kernel variant ({act!r}, {out!r}, {loop!r})")
-    return _build(act, out, np.dtype(dtype).name, d if d <= UNROLL else 0, k == 2, loop, bool(parallel))
+    if act not in ACTIVATIONS or out not in OUTPUTS or loop not in LOOPS or solver not in SOLVERS:
+        raise ValueError(f"no kernel variant ({act!r}, {out!r}, {loop!r}, {solver!r})")
+    return _build(act, out, np.dtype(dtype).name, d if d <= UNROLL else 0, k == 2, loop, bool(parallel), solver)
 
 
 @functools.lru_cache(maxsize=None)
-def _stages(act, out, dtype, inputs, binary):
+def _stages(act, out, dtype, inputs, binary, solver):
     f = FUNCTIONS[dtype]
-    constants = dict(ACT=act, OUT=out, D=inputs, BINARY=binary, activate=f[act], derivative=f[act + "_grad"],
-                     exp=f["exp"], sigmoid=f["sigmoid"])
+    constants = dict(ACT=act, OUT=out, D=inputs, BINARY=binary, SOLVER=solver, activate=f[act],
+                     derivative=f[act + "_grad"], exp=f["exp"], sigmoid=f["sigmoid"])
     names = [name for name, func in globals().items() if hasattr(func, "jit_options") and name not in LOOP_KERNELS]
-    tag = f"{act}_{out}_{dtype}_d{inputs or 'n'}_k{2 if binary else 'n'}"
+    tag = f"{act}_{out}_{dtype}_d{inputs or 'n'}_k{2 if binary else 'n'}" + ("" if solver == "sgd" else f"_{solver}")
     return constants, specialise(globals(), names, constants, tag), tag
 
 
 @functools.lru_cache(maxsize=None)
-def _build(act, out, dtype, inputs, binary, loop, parallel):
-    constants, (stages, clones), tag = _stages(act, out, dtype, inputs, binary)
+def _build(act, out, dtype, inputs, binary, loop, parallel, solver):
+    constants, (stages, clones), tag = _stages(act, out, dtype, inputs, binary, solver)
     loops, _ = specialise(globals(), LOOP_KERNELS, dict(constants, LOOP=loop, **stages),
                           f"{tag}_{loop}{'_parallel' if parallel else ''}", entries=("run",),
                           options={"run": dict(parallel=parallel)})
@@ -398,14 +399,45 @@ def _backward_binary(XB, A1, D3, m, W2, D2, G):
 
 
 @stage()
-def update(theta, G, d, h, k, lr, reg, scale):
-    """theta -= lr * (G + reg * W) * scale: gradient step, with the L2 term on the weights only."""
+def update(theta, G, d, h, k, lr, reg, scale, state, optimiser):
+    """One step along the gradient g = (G + reg * W) * scale (the L2 term on the weights only), as
+    scikit-learn's MLP optimisers take it:
+
+    - "sgd": theta -= lr g;
+    - "momentum" (mu = optimiser[0], Nesterov's when optimiser[1] = 1; velocity v = state[0]):
+      v = mu v - lr g, then theta += v, or theta += mu v - lr g (Nesterov);
+    - "adam" (beta_1, beta_2, epsilon = optimiser[2:5]; moments m, s = state[0], state[1]; optimiser[5]
+      counts the steps, t): t += 1, m = beta_1 m + (1 - beta_1) g, s = beta_2 s + (1 - beta_2) g^2,
+      theta -= lr sqrt(1 - beta_2^t) / (1 - beta_1^t) m / (sqrt(s) + epsilon).
+
+    state (2, theta.size) float64 ((0, theta.size) for "sgd"), optimiser (6,) float64: both carried from
+    call to call, so that a run in chunks (or continued with init=) steps as one long run would.
+    """
     b1, W2, b2 = d * h, d * h + h, d * h + h + h * k
+    mu, nesterov = optimiser[0], optimiser[1] != 0
+    beta1, beta2, epsilon = optimiser[2], optimiser[3], optimiser[4]
+    step = lr
+    if SOLVER == "adam":
+        optimiser[5] += 1
+        step = lr * math.sqrt(1.0 - beta2 ** optimiser[5]) / (1.0 - beta1 ** optimiser[5])
     for i in range(theta.size):
         g = G[i]
         if i < b1 or W2 <= i < b2:
             g += reg * theta[i]
-        theta[i] -= lr * (g * scale)
+        if SOLVER == "sgd":
+            theta[i] -= lr * (g * scale)
+        elif SOLVER == "momentum":
+            g *= scale
+            v = mu * state[0, i] - lr * g
+            state[0, i] = v
+            theta[i] += mu * v - lr * g if nesterov else v
+        else:
+            g *= scale
+            m = beta1 * state[0, i] + (1.0 - beta1) * g
+            s = beta2 * state[1, i] + (1.0 - beta2) * (g * g)
+            state[0, i] = m
+            state[1, i] = s
+            theta[i] -= step * m / (math.sqrt(s) + epsilon)
 
 
 def work_rows(d, h, k):
@@ -506,7 +538,8 @@ def _n_tiles(n, d, h):
 
 
 @stage()
-def run(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, work, labels, partials, losses, P):
+def run(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, work, labels, partials, losses, P,
+        state, optimiser):
     """Train theta in place for `passes` epochs, then evaluate; returns (epochs completed, L).
 
     Training: each epoch visits order[e] (or 0..n-1 if order has no rows) in batches of `batch` samples,
@@ -519,7 +552,7 @@ def run(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, work
     X (n, d); y (n,), or (0,) when only P is asked for; order (E, n) or (0, 0); params: the views
     (W1 (d, h), b1 (h,), W2 (h, k), b2 (k,)) of the flat theta; work (slots, work_rows(d, h, k), BLOCK) and
     labels (slots, BLOCK): buffers; partials (tiles of a batch, theta.size), zero; losses (tiles of n,);
-    P (n, k) or (0, k).
+    P (n, k) or (0, k); state, optimiser: the optimiser's, updated in place (see update).
     """
     n, d = X.shape
     W1, b1, W2, b2 = params
@@ -547,7 +580,7 @@ def run(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, work
                 for t in range(1, ntiles):
                     for i in range(theta.size):
                         G[i] += partials[t, i]
-            update(theta, G, d, h, k, lr, reg, 1.0 / (stop - b) if mean else 1.0)
+            update(theta, G, d, h, k, lr, reg, 1.0 / (stop - b) if mean else 1.0, state, optimiser)
             # Zeroed now, long before the next batch adds to them: zeroed just before, the first block's
             # loads of G would follow the vector stores closely (0.1 us a pass slower, measured).
             for t in range(ntiles):

@@ -261,9 +261,13 @@ DATASETS = {
     "iris": lambda: load_iris(return_X_y=True),
     "digits": lambda: load_digits(return_X_y=True),
 }
-MODES = {  # (batch size, passes, lr): mini-batch steps are noisier, so a smaller lr
-    "full": (None, 1000, 0.5),
-    "mini": (32, 100, 0.1),
+MODES = {  # (batch size, passes, lr, optimiser): mini-batch steps are noisier, so a smaller lr
+    "full": (None, 1000, 0.5, {}),
+    "mini": (32, 100, 0.1, {}),
+    # Adam against MLPClassifier's (lr: its default 0.001 times 10, for 100 passes). Momentum is held to
+    # MLPClassifier's steps exactly instead (test_optimisers_step_as_mlp_classifier): at lr 0.05 and momentum
+    # 0.9 the two initialisations alone put blobs' mean accuracies 0.017 apart.
+    "adam": (32, 100, 0.01, dict(solver="adam")),
 }
 HIDDEN = {"digits": 16}  # 3 elsewhere, the tutorial's
 SEEDS = range(5)
@@ -277,7 +281,7 @@ def test_accuracy_at_least_mlp(name, mode):
     Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
     scaler = StandardScaler().fit(Xtr)
     Xtr, Xte = scaler.transform(Xtr), scaler.transform(Xte)
-    batch, passes, lr = MODES[mode]
+    batch, passes, lr, optimiser = MODES[mode]
     if name == "digits" and mode == "full":
         passes = 300  # 64 features: fewer passes keep the MLP side under a few seconds
     h = HIDDEN.get(name, 3)
@@ -285,12 +289,50 @@ def test_accuracy_at_least_mlp(name, mode):
     with threadpool_limits(1), warnings.catch_warnings():  # one BLAS thread: the 2-core CI runs faster
         warnings.simplefilter("ignore", ConvergenceWarning)  # max_iter reached, as intended
         for seed in SEEDS:
-            clf = NeuralNetClassifier(h, lr=lr, reg=1e-4, passes=passes, batch_size=batch, random_state=seed)
+            clf = NeuralNetClassifier(h, lr=lr, reg=1e-4, passes=passes, batch_size=batch, random_state=seed,
+                                      **optimiser)
             ours.append(clf.fit(Xtr, ytr).score(Xte, yte))
-            mlp = MLPClassifier((h,), activation="tanh", solver="sgd", learning_rate="constant",
-                                learning_rate_init=lr, momentum=0.0, alpha=1e-4,
+            mlp = MLPClassifier((h,), activation="tanh", **dict(dict(solver="sgd", momentum=0.0), **optimiser),
+                                learning_rate="constant", learning_rate_init=lr, alpha=1e-4,
                                 batch_size=len(ytr) if batch is None else batch, max_iter=passes,
                                 tol=0.0, n_iter_no_change=passes + 1, random_state=seed)
             theirs.append(mlp.fit(Xtr, ytr).score(Xte, yte))
     noise = 2 * np.sqrt((np.var(ours, ddof=1) + np.var(theirs, ddof=1)) / len(SEEDS))
     assert np.mean(ours) >= np.mean(theirs) - max(noise, 1 / len(yte)), (ours, theirs)
+
+
+@pytest.mark.parametrize("optimiser", [dict(solver="sgd", momentum=0.9, nesterovs_momentum=True),
+                                       dict(solver="sgd", momentum=0.9, nesterovs_momentum=False),
+                                       dict(solver="adam", beta_1=0.8, beta_2=0.99, epsilon=1e-6)],
+                         ids=["nesterov", "momentum", "adam"])
+def test_optimisers_step_as_mlp_classifier(optimiser):
+    """From MLPClassifier's own initial weights, 20 full-batch passes of each optimiser give its weights.
+
+    MLPClassifier is started with a step of 1e-300 (which moves no weight) to draw its initialisation;
+    refitting it with warm_start starts a fresh optimiser from those weights, as fastnn's init= does from a
+    Model that carries no optimiser state.
+    """
+    X, y = make_blobs(300, centers=3, cluster_std=1.5, random_state=0)
+    X = StandardScaler().fit_transform(X)
+    lr = 0.01 if optimiser["solver"] == "adam" else 0.05
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        mlp = MLPClassifier((5,), activation="tanh", alpha=1e-4, batch_size=len(y), learning_rate_init=1e-300,
+                            max_iter=1, shuffle=False, tol=0.0, n_iter_no_change=99, random_state=0, **optimiser)
+        mlp.fit(X, y)
+        start = np.concatenate([mlp.coefs_[0].ravel(), mlp.intercepts_[0], mlp.coefs_[1].ravel(),
+                                mlp.intercepts_[1]])
+        mlp.set_params(learning_rate_init=lr, max_iter=20, warm_start=True).fit(X, y)
+    init = fastnn.Model(start, 2, 5, dict(activation="tanh", output="softmax", reduction="mean", lr=lr, reg=1e-4,
+                                          passes=0, seed=0, batch_size=None, backend="numba"))
+    clf = NeuralNetClassifier(5, lr=lr, reg=1e-4, passes=20, **optimiser)
+    ours = fastnn.train(X, y, 5, passes=20, lr=lr, reg=1e-4, reduction="mean", init=init,
+                        **{option: clf.get_params()[param] for param, option in TRAIN_OPTIONS.items()})
+    for mine, theirs in zip([ours.W1, ours.b1, ours.W2, ours.b2], mlp.coefs_[:1] + mlp.intercepts_[:1]
+                            + mlp.coefs_[1:] + mlp.intercepts_[1:]):
+        np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-12)
+    assert not np.allclose(ours.theta, start, atol=1e-3)  # it trained
+
+
+TRAIN_OPTIONS = {"solver": "solver", "momentum": "momentum", "nesterovs_momentum": "nesterov", "beta_1": "beta_1",
+                 "beta_2": "beta_2", "epsilon": "epsilon"}  # NeuralNetClassifier's name: fastnn.train's

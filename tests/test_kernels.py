@@ -27,9 +27,9 @@ def dtype_id(dtype):
     return np.dtype(dtype).name
 
 
-def both(act="tanh", out="softmax", dtype=np.float64, d=2, k=2, loop="block", parallel=False):
+def both(act="tanh", out="softmax", dtype=np.float64, d=2, k=2, loop="block", parallel=False, solver="sgd"):
     """The kernels of one variant and their twins."""
-    args = (act, out, np.dtype(dtype).name, d, k, loop, parallel)
+    args = (act, out, np.dtype(dtype).name, d, k, loop, parallel, solver)
     return kernels.build(*args), reference.build(*args)
 
 
@@ -71,8 +71,9 @@ def block(rng, d, h, k, dtype, act="tanh", out="softmax"):
         D3=0.5 * normal((k, B)), D2=0.5 * normal((h, B)), S=normal((2, B)),
         theta=normal(d * h + h + h * k + k))
     named = {key: value.astype(dtype) for key, value in named.items()}
-    named.update(yb=rng.integers(0, k, B), G=normal(d * h + h + h * k + k), GW=np.empty((d, h), dtype), d=d, h=h,
-                 k=k)
+    size = d * h + h + h * k + k
+    named.update(yb=rng.integers(0, k, B), G=normal(size), GW=np.empty((d, h), dtype), d=d, h=h, k=k,
+                 state=np.zeros((0, size)), optimiser=np.zeros(6))
     return named
 
 
@@ -215,6 +216,47 @@ def test_update(rng, d, h, k, lr, reg, scale, dtype):
                 RTOL[dtype])
 
 
+OPTIMISERS = {  # name: (kernel solver, optimiser settings: momentum, nesterov, beta_1, beta_2, epsilon, steps)
+    "momentum": ("momentum", [0.9, 0, 0.9, 0.999, 1e-8, 0]),
+    "nesterov": ("momentum", [0.7, 1, 0.9, 0.999, 1e-8, 0]),
+    "adam": ("adam", [0.0, 0, 0.9, 0.999, 1e-8, 0]),
+    "adam, step 41": ("adam", [0.0, 0, 0.8, 0.99, 1e-3, 40]),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("optimiser", OPTIMISERS)
+@pytest.mark.parametrize("d, h, k", [(1, 1, 2), (2, 3, 2), (5, 50, 3)], ids=["d1h1k2", "d2h3k2", "d5h50k3"])
+def test_update_with_an_optimiser(rng, d, h, k, optimiser, dtype):
+    """The step, the state (velocity or moments, started non-zero) and Adam's step count, against the twin."""
+    solver, settings = OPTIMISERS[optimiser]
+    named = dict(block(rng, d, h, k, dtype), lr=0.05, reg=0.01, scale=1 / 7, optimiser=np.array(settings, float))
+    named["state"] = np.abs(rng.standard_normal((2, named["theta"].size))) * 0.01
+    kernel, ref = run_both("update", named, [], dict(dtype=dtype, d=d, k=k, solver=solver))
+    compare(kernel, ref, ["theta", "state", "optimiser"], dtype)
+    assert not np.allclose(kernel["theta"], named["theta"])
+    assert not np.allclose(kernel["state"][0], named["state"][0])
+    assert kernel["optimiser"][5] == settings[5] + (solver == "adam")
+
+
+@pytest.mark.parametrize("optimiser", OPTIMISERS)
+@pytest.mark.parametrize("d, h, k, n, batch", [(2, 3, 2, 200, 50), (5, 50, 3, 300, None), (64, 17, 10, 600, 128)],
+                         ids=["tutorial-batches", "d5-full", "wide-batches"])
+def test_run_with_an_optimiser(rng, d, h, k, n, batch, optimiser):
+    """Whole runs, float64: the kernels' optimisers against the twin's, state carried from update to update."""
+    solver, settings = OPTIMISERS[optimiser]
+    named = run_inputs(rng, d, h, k, n, batch=batch, passes=4, shuffled=batch is not None, lr=0.01)
+    named.update(state=np.zeros((2, named["theta"].size)), optimiser=np.array(settings, float))
+    kernel, twin = both("tanh", "softmax", np.float64, d, k, loop_for(named["batch"], d, h), solver=solver)
+    (_, loss_k), k_env = call_run(kernel, named)
+    (_, loss_r), r_env = call_run(twin, named)
+    for name in ("theta", "state", "optimiser"):
+        assert_near(k_env[name], r_env[name], RTOL[np.float64], err_msg=name)
+    assert_near(loss_k, loss_r, RTOL[np.float64])
+    updates = named["passes"] * -(-n // named["batch"])
+    assert k_env["optimiser"][5] == settings[5] + (updates if solver == "adam" else 0)
+
+
 @pytest.mark.parametrize("d, h, k", [(1, 1, 2), (2, 3, 2), (5, 50, 3)], ids=str)
 def test_split(d, h, k):
     theta = np.arange(d * h + h + h * k + k, dtype=np.float64)
@@ -335,7 +377,8 @@ def run_inputs(rng, d, h, k, n, dtype=np.float64, batch=None, passes=5, shuffled
                 labels=np.zeros((slots, BLOCK), np.int64),
                 partials=np.zeros((engine.tiles(min(batch, n), d, h), theta.size)),
                 losses=np.zeros(engine.tiles(n, d, h)),
-                P=np.full((n if outputs else 0, k), np.nan, dtype), d=d, h=h, k=k)
+                P=np.full((n if outputs else 0, k), np.nan, dtype), d=d, h=h, k=k,
+                state=np.zeros((0, theta.size)), optimiser=np.zeros(6))
 
 
 def call_run(impl, named):

@@ -218,6 +218,47 @@ def test_warm_start_continues_mini_batches_exactly(moons):
     np.testing.assert_array_equal(continued.theta, fastnn.train(*moons, 3, passes=100, **settings).theta)
 
 
+SOLVERS = {"adam": dict(solver="adam", lr=0.01), "momentum": dict(momentum=0.9, nesterov=False, lr=0.05),
+           "nesterov": dict(momentum=0.9, nesterov=True, lr=0.05)}
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("batch_size", [None, 32], ids=["full", "batch32"])
+def test_optimiser_state_carries_over_init(moons, solver, batch_size):
+    """init= carries the velocity or Adam's moments and step count: 30 + 70 passes are the run of 100."""
+    settings = dict(SOLVERS[solver], batch_size=batch_size, reduction="mean")
+    first = fastnn.train(*moons, 3, passes=30, **settings)
+    continued = fastnn.train(*moons, 3, passes=70, init=first, **settings)
+    whole = fastnn.train(*moons, 3, passes=100, **settings)
+    np.testing.assert_array_equal(continued.theta, whole.theta)
+    np.testing.assert_array_equal(continued.optimiser["state"], whole.optimiser["state"])
+    assert continued.optimiser["steps"] == whole.optimiser["steps"] == (100 * 7 if batch_size else 100) * (
+        solver == "adam")
+    # A fresh optimiser (what a model loaded from a file continues with) steps differently.
+    first.optimiser = None
+    assert not np.array_equal(fastnn.train(*moons, 3, passes=70, init=first, **settings).theta, whole.theta)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_optimisers_match_the_reference_and_train(moons, solver):
+    settings = dict(SOLVERS[solver], batch_size=50, reduction="mean", passes=200)
+    kernel = fastnn.train(*moons, 3, **settings)
+    twin = fastnn.train(*moons, 3, backend="numpy", **settings)
+    assert_weights_near(kernel.theta, twin.theta)
+    plain = fastnn.train(*moons, 3, **dict(settings, solver="sgd", momentum=0.0))
+    assert kernel.loss(*moons) < plain.loss(*moons)  # the same 200 passes and lr: momentum and Adam go further
+    assert not np.array_equal(kernel.theta, plain.theta)
+
+
+@pytest.mark.parametrize("argument, value, error", [
+    ("solver", "lbfgs", ValueError), ("solver", 1, TypeError), ("momentum", 1.0, ValueError),
+    ("momentum", -0.1, ValueError), ("nesterov", 1, TypeError), ("beta_1", 1.5, ValueError),
+    ("beta_2", "0.9", TypeError), ("epsilon", 0.0, ValueError)])
+def test_optimiser_settings_are_checked(moons, argument, value, error):
+    with pytest.raises(error, match=argument):
+        fastnn.train(*moons, 3, passes=1, **{argument: value})
+
+
 # --- Divergence -----------------------------------------------------------------------------------------------
 
 def test_divergence_error_is_an_arithmetic_error():
