@@ -141,6 +141,23 @@ def features(X: ArrayLike, dtype: DTypeLike, name: str = "X", n_features: int | 
     return X
 
 
+def weights(sample_weight: ArrayLike | None, n: int, dtype) -> np.ndarray | None:
+    """sample_weight as a C-ordered (n,) array of the data's dtype: finite, none negative, some positive."""
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight)
+    if w.dtype.kind not in "biuf" or w.dtype.kind == "b":
+        raise TypeError(f"sample_weight must hold real numbers; got dtype {w.dtype}")
+    if w.shape != (n,):
+        raise ValueError(f"sample_weight must have shape ({n},), one weight per row of X; got {w.shape}")
+    w = np.ascontiguousarray(w, dtype=dtype)
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise ValueError("sample_weight must be finite and >= 0")
+    if not w.any():
+        raise ValueError("sample_weight must have a positive weight; every weight is zero")
+    return w
+
+
 def labels(y: ArrayLike, n: int, name: str = "y", n_classes: int | None = None,
            x_name: str = "X") -> tuple[np.ndarray, int]:
     """y as int64 labels in 0..K-1, and K (x_name: the features' argument, for the message on n).

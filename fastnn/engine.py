@@ -60,10 +60,12 @@ class Engine:
     alternate: Callable | None = None  # for an evaluation: the other loop's run, used if it is compiled already
     blas: bool = False  # the kernels call BLAS (wide inputs): run them with BLAS on one thread
 
-    def __call__(self, X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, P, optimiser=None):
-        """optimiser: (state, settings) of a solver other than plain "sgd" (see optimiser_arrays)."""
+    def __call__(self, X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, P, optimiser=None,
+                 weights=None):
+        """optimiser: (state, settings) of a solver other than plain "sgd" (see optimiser_arrays); weights:
+        the samples' (n,), for a weighted variant."""
         args = arguments(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, P, self.slots,
-                         optimiser)
+                         optimiser, weights)
         run = self.run
         if self.describe:  # a kernel, not the NumPy twin
             types = tuple(run.typeof_pyval(a) for a in args)
@@ -115,7 +117,8 @@ def optimiser_arrays(solver: str, size: int, momentum=0.0, nesterov=False, beta_
     return state, np.array([momentum, float(nesterov), beta_1, beta_2, epsilon, 0.0])
 
 
-def arguments(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, P, slots, optimiser=None):
+def arguments(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, P, slots, optimiser=None,
+              weights=None):
     """The arguments of ``run``, with the buffers it needs and the inputs read-only."""
     n, d = X.shape
     h, k = params[2].shape
@@ -124,8 +127,9 @@ def arguments(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate
     partials = np.zeros((tiles(min(batch, n), d, h) if passes else 1, theta.size))  # the first row is G
     losses = np.zeros(tiles(n, d, h))
     state, settings = optimiser_arrays("sgd", theta.size) if optimiser is None else optimiser
-    return (_readonly(X), _readonly(y), order, theta, params, int(passes), int(batch), float(lr), float(reg),
-            bool(mean), bool(evaluate), work, labels, partials, losses, P, state, settings)
+    weights = np.empty(0, X.dtype) if weights is None else weights
+    return (_readonly(X), _readonly(y), _readonly(weights), order, theta, params, int(passes), int(batch),
+            float(lr), float(reg), bool(mean), bool(evaluate), work, labels, partials, losses, P, state, settings)
 
 
 # An evaluation alone (predict, loss) runs on threads from this many samples: below it a serial pass takes
@@ -135,7 +139,8 @@ EVALUATE_PARALLEL = 1 << 18
 
 
 def plan(backend: str, activation: str, output: str, dtype, d: int, h: int, k: int, n: int,
-         batch: int | None = None, n_threads: int | None = None, solver: str = "sgd") -> Engine:
+         batch: int | None = None, n_threads: int | None = None, solver: str = "sgd",
+         weighted: bool = False) -> Engine:
     """The engine for a call on n samples (d inputs, h hidden units, k classes) in batches of ``batch`` (None:
     an evaluation only, no training).
 
@@ -146,7 +151,7 @@ def plan(backend: str, activation: str, output: str, dtype, d: int, h: int, k: i
     """
     dtype = np.dtype(dtype).name
     if backend == "numpy":
-        return Engine(reference.build(activation, output, dtype, d, k, "block", solver=solver).run, 1,
+        return Engine(reference.build(activation, output, dtype, d, k, "block", False, solver, weighted).run, 1,
                       _Unlocked(), "")
     threads = numba.get_num_threads() if n_threads is None else min(n_threads, numba.get_num_threads())
     if kernels.heavy(d, h):  # a tile, a block or less, is worth a thread even in an evaluation
@@ -155,9 +160,10 @@ def plan(backend: str, activation: str, output: str, dtype, d: int, h: int, k: i
         parallel = threads > 1 and n >= (2 * kernels.TILE if batch is not None else EVALUATE_PARALLEL)
     loop = "block" if batch is None or (batch <= kernels.BLOCK and tiles(min(batch, n), d, h) == 1) else "tiles"
     describe = (f"{activation} hidden units, {output} outputs, {dtype}, {d} input{'s' * (d > 1)}, {k} classes"
-                + (f", {solver}" if solver != "sgd" else "") + (", parallel" if parallel else ""))
+                + (f", {solver}" if solver != "sgd" else "") + (", weighted" if weighted else "")
+                + (", parallel" if parallel else ""))
     alternate = kernels.build(activation, output, dtype, d, k, "tiles", parallel).run if batch is None else None
-    return Engine(kernels.build(activation, output, dtype, d, k, loop, parallel, solver).run,
+    return Engine(kernels.build(activation, output, dtype, d, k, loop, parallel, solver, weighted).run,
                   threads if parallel else 1,
                   _PARALLEL if parallel else _Unlocked(), describe, alternate, blas=kernels.heavy(d, h))
 

@@ -129,18 +129,20 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
         self.beta_2 = beta_2
         self.epsilon = epsilon
 
-    def fit(self, X: ArrayLike, y: ArrayLike) -> NeuralNetClassifier:
-        """Train on X (n, d) and labels y (n,); with ``warm_start``, from the current weights."""
+    def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> NeuralNetClassifier:
+        """Train on X (n, d) and labels y (n,), samples weighted by sample_weight (n,) if given (see
+        ``fastnn.train``); with ``warm_start``, from the current weights."""
         warm = self.warm_start and hasattr(self, "model_")
         X, y = self._validate_fit(X, y, reset=not warm)
         classes = unique_labels(y)
         if warm and not np.array_equal(classes, self.classes_):
             raise ValueError(f"warm_start needs y with the classes of the previous fit, {self.classes_}; "
                              f"got {classes}. Set warm_start=False to refit from scratch")
-        self._train(X, y, classes, self.passes, warm)
+        self._train(X, y, classes, self.passes, warm, sample_weight)
         return self
 
-    def partial_fit(self, X: ArrayLike, y: ArrayLike, classes: ArrayLike | None = None) -> NeuralNetClassifier:
+    def partial_fit(self, X: ArrayLike, y: ArrayLike, classes: ArrayLike | None = None,
+                    sample_weight: ArrayLike | None = None) -> NeuralNetClassifier:
         """One pass over X (one epoch of mini-batches with ``batch_size``). Returns self.
 
         classes : array, required on the first call: every label that y will ever hold.
@@ -154,7 +156,7 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"classes={classes} differs from classes_={self.classes_} of the "
                                  "previous calls")
         X, y = self._validate_fit(X, y, reset=first)
-        self._train(X, y, self.classes_ if classes is None else classes, 1, not first)
+        self._train(X, y, self.classes_ if classes is None else classes, 1, not first, sample_weight)
         return self
 
     def predict_proba(self, X: ArrayLike) -> NDArray[np.floating]:
@@ -194,7 +196,7 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         return X, y
 
-    def _train(self, X, y, classes, passes, warm):
+    def _train(self, X, y, classes, passes, warm, sample_weight=None):
         """Run fastnn.train for `passes` passes (continuing model_ if warm), then set model_ and classes_."""
         if len(classes) < 2:
             raise ValueError(f"{type(self).__name__} needs at least two classes; y has only one class: "
@@ -217,7 +219,7 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
                       batch_size=self.batch_size, shuffle=self.shuffle, dtype=self.dtype,
                       loss_every=loss_every, n_classes=len(classes), n_threads=self.n_threads, init=init,
                       solver=self.solver, momentum=self.momentum, nesterov=self.nesterovs_momentum,
-                      beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon)
+                      beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon, sample_weight=sample_weight)
         self.model_, self.classes_ = model, classes
         if self.verbose:
             start = 0 if init is None else init.settings["passes"]

@@ -56,12 +56,15 @@ def split(theta, d, h, k):
             theta[d * h + h: d * h + h + h * k].reshape(h, k), theta[d * h + h + h * k:])
 
 
-def load_block(X, y, order, e, start, m, XB, yb):
-    """XB[:, :m], yb[:m] = X[i].T, y[i] for i = order[e, start:start+m] (order with no rows: start..)."""
+def load_block(X, y, weights, order, e, start, m, XB, yb, wb):
+    """XB[:, :m], yb[:m], wb[:m] = X[i].T, y[i], weights[i] for i = order[e, start:start+m] (order with no
+    rows: start..); y and weights may have no rows."""
     i = order[e, start: start + m] if order.shape[0] else slice(start, start + m)
     XB[:, :m] = X[i].T
     if y.shape[0]:
         yb[:m] = y[i]
+    if weights.shape[0]:
+        wb[:m] = weights[i]
 
 
 def _onehot(yb, k, m, dtype):
@@ -78,9 +81,9 @@ def accumulate(XB, A1, D3, D2, m, G, GW):
     gb2 += D3[:, :m].sum(axis=1)
 
 
-def build(act, out, dtype, d, k, loop, parallel=False, solver="sgd"):
-    """The twins of ``kernels.build(act, out, dtype, d, k, loop, parallel, solver)``: the same names and
-    signatures.
+def build(act, out, dtype, d, k, loop, parallel=False, solver="sgd", weighted=False):
+    """The twins of ``kernels.build(act, out, dtype, d, k, loop, parallel, solver, weighted)``: the same
+    names and signatures.
 
     d, k, loop and parallel change how the kernels run, not what they compute; they are accepted so that a
     test can call both builds with the same arguments.
@@ -130,11 +133,14 @@ def build(act, out, dtype, d, k, loop, parallel=False, solver="sgd"):
         S[1, :m] = E.sum(axis=0)
         P[:, :m] = E / S[1, :m]
 
-    def output_delta(P, yb, m, D3):
-        """D3 = P - onehot(y) (softmax + cross-entropy) or (P - T) P (1 - P) (sigmoid + squared error)."""
+    def output_delta(P, yb, wb, m, D3):
+        """D3 = P - onehot(y) (softmax + cross-entropy) or (P - T) P (1 - P) (sigmoid + squared error), times
+        the samples' weights wb if weighted."""
         p = P[:, :m]
         t = _onehot(yb, P.shape[0], m, P.dtype)
         D3[:, :m] = p - t if out == "softmax" else (p - t) * p * (1 - p)
+        if weighted:
+            D3[:, :m] *= wb[:m]
 
     def hidden_delta(D3, m, W2, A1, D2):
         """D2 = (W2 D3) * f'(A1)."""
@@ -145,19 +151,19 @@ def build(act, out, dtype, d, k, loop, parallel=False, solver="sgd"):
         hidden_delta(D3, m, W2, A1, D2)
         accumulate(XB, A1, D3, D2, m, G, GW)
 
-    def forward(X, y, order, e, start, m, params):
+    def forward(X, y, weights, order, e, start, m, params):
         """The forward stages on samples start..start+m-1 (of order[e]) as one block."""
         W1, b1, W2, b2 = params
         (d, h), k = W1.shape, W2.shape[1]
         XB, A1, Z2, P, S = (np.empty((rows, m), X.dtype) for rows in (d, h, k, k, 2))
-        yb = np.zeros(m, np.int64)
-        load_block(X, y, order, e, start, m, XB, yb)
+        yb, wb = np.zeros(m, np.int64), np.ones(m, X.dtype)
+        load_block(X, y, weights, order, e, start, m, XB, yb, wb)
         hidden_forward(XB, m, W1, b1, W2, b2, A1, Z2)
         output_forward(Z2, m, P, S)
-        return XB, A1, Z2, P, S, yb
+        return XB, A1, Z2, P, S, yb, wb
 
-    def run(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, work, labels, partials, losses,
-            P, state, optimiser):
+    def run(X, y, weights, order, theta, params, passes, batch, lr, reg, mean, evaluate, work, labels, partials,
+            losses, P, state, optimiser):
         """Train theta in place for `passes` epochs, then evaluate; returns (epochs completed, L)."""
         n, d = X.shape
         h, k = params[2].shape
@@ -165,27 +171,30 @@ def build(act, out, dtype, d, k, loop, parallel=False, solver="sgd"):
             for e in range(passes):
                 for b in range(0, n, batch):
                     m = min(batch, n - b)
-                    XB, A1, Z2, Pb, S, yb = forward(X, y, order, e, b, m, params)
-                    output_delta(Pb, yb, m, Pb)
+                    XB, A1, Z2, Pb, S, yb, wb = forward(X, y, weights, order, e, b, m, params)
+                    output_delta(Pb, yb, wb, m, Pb)
                     G = np.zeros(theta.size)
                     backward(XB, A1, Pb, m, params[2], np.empty_like(A1), G, None)
-                    update(theta, G, d, h, k, lr, reg, 1.0 / m if mean else 1.0, state, optimiser)
+                    count = np.sum(wb, dtype=np.float64) if weighted else m
+                    update(theta, G, d, h, k, lr, reg, 1.0 / count if mean else 1.0, state, optimiser)
                     if not np.isfinite(theta).all():
                         return e, np.nan
             if not evaluate and P.shape[0] == 0:
                 return passes, 0.0
-            XB, A1, Z2, Pn, S, yb = forward(X, y, order[:0], 0, 0, n, params)
+            XB, A1, Z2, Pn, S, yb, wb = forward(X, y, weights, order[:0], 0, 0, n, params)
             if P.shape[0]:
                 P[:] = Pn.T
             if not (evaluate and y.shape[0]):
                 return passes, 0.0
             cols = np.arange(n)
             if out == "softmax":
-                data = np.sum(np.log(S[1].astype(np.float64)) - (Z2[yb, cols] - S[0]))
+                per_sample = np.log(S[1].astype(np.float64)) - (Z2[yb, cols] - S[0])
             else:
-                data = 0.5 * np.sum((Pn.astype(np.float64) - _onehot(yb, k, n, np.float64)) ** 2)
+                per_sample = 0.5 * np.sum((Pn.astype(np.float64) - _onehot(yb, k, n, np.float64)) ** 2, axis=0)
+            weight = wb.astype(np.float64) if weighted else np.ones(n)
             penalty = np.sum(params[0].astype(np.float64) ** 2) + np.sum(params[2].astype(np.float64) ** 2)
-            return passes, (data + (reg / 2 * penalty if reg > 0 else 0.0)) / n  # no 0 * inf when reg = 0
+            penalty = reg / 2 * penalty if reg > 0 else 0.0  # no 0 * inf when reg = 0
+            return passes, (np.sum(per_sample * weight) + penalty) / np.sum(weight)
 
     return types.SimpleNamespace(split=split, load_block=load_block, hidden_forward=hidden_forward,
                                  output_forward=output_forward, output_delta=output_delta,

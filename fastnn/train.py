@@ -113,7 +113,8 @@ def train(X: ArrayLike, y: ArrayLike, hidden: int = 3, *, passes: int = 20000, l
           loss_every: int | None = None, progress: bool = False, n_classes: int | None = None,
           n_threads: int | None = None, init: Model | None = None, shuffle: bool = True,
           stop: Flag | None = None, solver: str = "sgd", momentum: float = 0.0, nesterov: bool = False,
-          beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8) -> Model:
+          beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8,
+          sample_weight: ArrayLike | None = None) -> Model:
     """Train a one-hidden-layer network by gradient descent.
 
     Parameters
@@ -171,6 +172,10 @@ def train(X: ArrayLike, y: ArrayLike, hidden: int = 3, *, passes: int = 20000, l
         The optimiser's state (velocity, moments, step count) stays with the Model in memory: ``init=``
         continues a run with it exactly, as one long run would. Model files do not store it (a loaded
         model continues with a fresh optimiser).
+    sample_weight : array (n,), optional
+        Weights of the samples, as scikit-learn's: each sample's gradient and loss are times its weight,
+        and with ``reduction="mean"`` a batch's gradient and the loss are divided by the sum of its weights
+        instead of its size (a weight of 0 then drops the sample; a weight of 2 counts it twice).
 
     Returns
     -------
@@ -194,17 +199,18 @@ def train(X: ArrayLike, y: ArrayLike, hidden: int = 3, *, passes: int = 20000, l
     X = check.features(X, dtype)
     n, d = X.shape
     y, k = check.labels(y, n, n_classes=n_classes if init is None else init.n_classes)
+    weights = check.weights(sample_weight, n, X.dtype)
     if init is not None and (init.n_features, init.hidden) != (d, s.hidden):
         raise ValueError(f"init has {init.n_features} features and {init.hidden} hidden units; "
                          f"X has {d} features and hidden={s.hidden}")
     batch = n if s.batch_size is None else min(s.batch_size, n)
     run = engine.plan(s.backend, s.activation, s.output, X.dtype, d, s.hidden, k, n, batch, s.n_threads,
-                      s.kernel_solver)
+                      s.kernel_solver, weights is not None)
     _check_memory(n, d, s.hidden, k, batch, X.dtype, run.slots, shuffled=s.batch_size is not None and s.shuffle)
     theta = init_params(d, s.hidden, k, s.seed, X.dtype) if init is None else init.theta.astype(X.dtype)
     done = 0 if init is None else init.settings["passes"]
     optimiser = _optimiser(s, theta.size, init)
-    history = _fit(run, X, y, theta, k, s, batch, done, progress, stop, optimiser)
+    history = _fit(run, X, y, theta, k, s, batch, done, progress, stop, optimiser, weights)
     previous = [init.loss_history] if init is not None else []
     model = Model(theta, d, s.hidden, s.stored(done + s.passes), np.concatenate(previous + [history]))
     model.optimiser = dict(s.optimiser(), state=optimiser[0], steps=int(optimiser[1][5]))
@@ -272,7 +278,7 @@ def _checkpoints(start, passes, loss_every):
     return sorted(points)
 
 
-def _fit(run, X, y, theta, k, s: Settings, batch, done, progress, stop, optimiser):
+def _fit(run, X, y, theta, k, s: Settings, batch, done, progress, stop, optimiser, weights):
     """Run the passes in chunks, checking the loss at the checkpoints; returns the (pass, loss) records."""
     n, d = X.shape
     params = reference.split(theta, d, s.hidden, k)
@@ -284,9 +290,9 @@ def _fit(run, X, y, theta, k, s: Settings, batch, done, progress, stop, optimise
         """Passes first..first+passes-1 of this run, then (evaluate) the loss: (passes completed, loss)."""
         order = orders(s.seed, done + first, passes, n) if shuffled and passes else no_order
         return run(X, y, order, theta, params, passes, batch, s.lr, s.reg, s.reduction == "mean", evaluate,
-                   no_outputs, optimiser)
+                   no_outputs, optimiser, weights)
 
-    monitor = _Monitor(s, X, done, _trivial_loss(y, k, s.output), call(0, 0, True)[1])
+    monitor = _Monitor(s, X, done, _trivial_loss(y, k, s.output, weights), call(0, 0, True)[1])
     records = [] if done else [(0, monitor.initial)]
     at = 0
     with _Bar(total=s.passes, unit="pass", disable=not progress, desc=f"train h={s.hidden}") as bar:
@@ -308,10 +314,11 @@ def _fit(run, X, y, theta, k, s: Settings, batch, done, progress, stop, optimise
     return np.array(records, float).reshape(-1, 2)
 
 
-def _trivial_loss(y, k, output):
-    """The data loss of predicting the class frequencies for every sample: what a network with zero weights
-    and the best biases gets, so a run that ends above it has done worse than learning nothing."""
-    f = np.bincount(y, minlength=k) / len(y)
+def _trivial_loss(y, k, output, weights=None):
+    """The data loss of predicting the class frequencies (weighted, with weights) for every sample: what a
+    network with zero weights and the best biases gets, so a run that ends above it has done worse than
+    learning nothing."""
+    f = np.bincount(y, weights, minlength=k) / (len(y) if weights is None else np.sum(weights, dtype=np.float64))
     if output == "softmax":
         return float(-np.sum(f[f > 0] * np.log(f[f > 0])))
     return float(0.5 * np.sum(f * (1 - f)))

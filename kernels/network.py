@@ -49,12 +49,12 @@ LOAD = 16  # samples per step of load_block for wide inputs: a 64-byte line of f
 LOOP_KERNELS = ("run", "grad_tiles")  # compiled per loop; every other @stage function is shared by the loops
 
 # A variant's choices, set as compile-time constants by build(): the activation f and its derivative, the
-# output, the loop, the optimiser, the number of inputs D (0: read at run time), whether there are two
-# classes, and the elementary functions of the dtype.
-ACT = OUT = LOOP = SOLVER = D = BINARY = activate = derivative = exp = sigmoid = None
+# output, the loop, the optimiser, whether samples have weights, the number of inputs D (0: read at run
+# time), whether there are two classes, and the elementary functions of the dtype.
+ACT = OUT = LOOP = SOLVER = WEIGHTED = D = BINARY = activate = derivative = exp = sigmoid = None
 
 
-def build(act, out, dtype, d, k, loop, parallel=False, solver="sgd"):
+def build(act, out, dtype, d, k, loop, parallel=False, solver="sgd", weighted=False):
     """The kernels of one variant, as a namespace: the stages, ``train``, ``grad_tiles`` and ``forward``.
 
     act: one of ACTIVATIONS; out: one of OUTPUTS; dtype: "float64" or "float32"; d inputs (up to UNROLL,
@@ -62,26 +62,29 @@ def build(act, out, dtype, d, k, loop, parallel=False, solver="sgd"):
     loops over samples; wider inputs share one compilation); k classes (k = 2 has loops of its own);
     loop: "block" (every batch is one block of at most BLOCK samples: the training loop over blocks and
     tiles is not compiled) or "tiles"; parallel: tiles spread over threads (bit-identical to serial);
-    solver: one of SOLVERS (see update). Variants are compiled on their first call and cached on disk.
+    solver: one of SOLVERS (see update); weighted: samples have weights (run's weights has rows). Variants
+    are compiled on their first call and cached on disk.
     """
     if act not in ACTIVATIONS or out not in OUTPUTS or loop not in LOOPS or solver not in SOLVERS:
         raise ValueError(f"no kernel variant ({act!r}, {out!r}, {loop!r}, {solver!r})")
-    return _build(act, out, np.dtype(dtype).name, d if d <= UNROLL else 0, k == 2, loop, bool(parallel), solver)
+    return _build(act, out, np.dtype(dtype).name, d if d <= UNROLL else 0, k == 2, loop, bool(parallel), solver,
+                  bool(weighted))
 
 
 @functools.lru_cache(maxsize=None)
-def _stages(act, out, dtype, inputs, binary, solver):
+def _stages(act, out, dtype, inputs, binary, solver, weighted):
     f = FUNCTIONS[dtype]
-    constants = dict(ACT=act, OUT=out, D=inputs, BINARY=binary, SOLVER=solver, activate=f[act],
+    constants = dict(ACT=act, OUT=out, D=inputs, BINARY=binary, SOLVER=solver, WEIGHTED=weighted, activate=f[act],
                      derivative=f[act + "_grad"], exp=f["exp"], sigmoid=f["sigmoid"])
     names = [name for name, func in globals().items() if hasattr(func, "jit_options") and name not in LOOP_KERNELS]
-    tag = f"{act}_{out}_{dtype}_d{inputs or 'n'}_k{2 if binary else 'n'}" + ("" if solver == "sgd" else f"_{solver}")
+    tag = (f"{act}_{out}_{dtype}_d{inputs or 'n'}_k{2 if binary else 'n'}" + ("" if solver == "sgd" else f"_{solver}")
+           + ("_weighted" if weighted else ""))
     return constants, specialise(globals(), names, constants, tag), tag
 
 
 @functools.lru_cache(maxsize=None)
-def _build(act, out, dtype, inputs, binary, loop, parallel, solver):
-    constants, (stages, clones), tag = _stages(act, out, dtype, inputs, binary, solver)
+def _build(act, out, dtype, inputs, binary, loop, parallel, solver, weighted):
+    constants, (stages, clones), tag = _stages(act, out, dtype, inputs, binary, solver, weighted)
     loops, _ = specialise(globals(), LOOP_KERNELS, dict(constants, LOOP=loop, **stages),
                           f"{tag}_{loop}{'_parallel' if parallel else ''}", entries=("run",),
                           options={"run": dict(parallel=parallel)})
@@ -103,10 +106,12 @@ def split(theta, d, h, k):
 
 
 @stage()
-def load_block(X, y, order, e, start, m, XB, yb):
-    """XB[:, j], yb[j] = X[i], y[i] with i = order[e, start + j] (order with no rows: i = start + j), j < m.
+def load_block(X, y, weights, order, e, start, m, XB, yb, wb):
+    """XB[:, j], yb[j], wb[j] = X[i], y[i], weights[i] with i = order[e, start + j] (order with no rows:
+    i = start + j), j < m.
 
-    X (n, d), y (n,) or (0,) (no labels: yb is left alone), order (E, n) or (0, 0), XB (d, BLOCK), yb (BLOCK,).
+    X (n, d), y (n,) or (0,) (no labels: yb is left alone), weights (n,) (WEIGHTED) or (0,), order (E, n) or
+    (0, 0), XB (d, BLOCK), yb, wb (BLOCK,).
     """
     d = X.shape[1]
     labelled = y.shape[0] > 0
@@ -116,6 +121,8 @@ def load_block(X, y, order, e, start, m, XB, yb):
         i = order[e, start + j] if shuffled else start + j
         if labelled:
             yb[j] = y[i]
+        if WEIGHTED:
+            wb[j] = weights[i]
         if not by_lines:
             for c in range(d):
                 XB[c, j] = X[i, c]
@@ -237,11 +244,12 @@ def output_forward(Z2, m, P, S):
 
 
 @stage()
-def output_delta(P, yb, m, D3):
-    """D3 = dLoss/dZ2: P - onehot(y) (softmax + cross-entropy), (P - T) P (1 - P) (sigmoid + SE).
+def output_delta(P, yb, wb, m, D3):
+    """D3 = dLoss/dZ2: P - onehot(y) (softmax + cross-entropy), (P - T) P (1 - P) (sigmoid + SE), times the
+    sample's weight wb when WEIGHTED.
 
     For softmax with cross-entropy the softmax Jacobian and the derivative of -log p_y collapse to
-    P - onehot(y). P, D3 (k, B) (may be the same array), yb (B,) labels.
+    P - onehot(y). P, D3 (k, B) (may be the same array), yb (B,) labels, wb (B,) weights.
     """
     k = P.shape[0]
     one, zero = P.dtype.type(1), P.dtype.type(0)
@@ -253,6 +261,9 @@ def output_delta(P, yb, m, D3):
             for j in range(m):
                 p = P[v, j]
                 D3[v, j] = (p - (one if yb[j] == v else zero)) * p * (one - p)
+        if WEIGHTED:
+            for j in range(m):
+                D3[v, j] *= wb[j]
 
 
 @stage()
@@ -442,63 +453,67 @@ def update(theta, G, d, h, k, lr, reg, scale, state, optimiser):
 
 def work_rows(d, h, k):
     """Rows of BLOCK values in one work slot (see _rows)."""
-    return d + 2 * h + 3 * k + 2 + (-(-d * h // BLOCK) if d > UNROLL else 0)
+    return d + 2 * h + 3 * k + 3 + (-(-d * h // BLOCK) if d > UNROLL else 0)
 
 
 @stage(inline="always")
 def _rows(work, d, h, k):
     """The block buffers inside one work array (work_rows(d, h, k) rows): XB (d), A1 (h), Z2, P, D3 (k each),
-    D2 (h), S (2), and for D = 0 accumulate's scratch GW (d, h) in the rows after them.
+    D2 (h), S (2), the samples' weights WB (1), and for D = 0 accumulate's scratch GW (d, h) in the rows after
+    them.
 
     D3 has rows of its own: written in place over P, the loops would not vectorise (the compiler cannot
     prove that two views of one buffer do not overlap, and falls back to scalar code).
     """
     a1, z2, p, d3, d2, s = d, d + h, d + h + k, d + h + 2 * k, d + h + 3 * k, d + 2 * h + 3 * k
-    gw = s + 2
+    gw = s + 3
     rest = work[gw:].reshape(-1)
     GW = rest[: d * h].reshape((d, h)) if D == 0 else rest[:0].reshape((0, 0))
-    return work[:a1], work[a1:z2], work[z2:p], work[p:d3], work[d3:d2], work[d2:s], work[s:gw], GW
+    return work[:a1], work[a1:z2], work[z2:p], work[p:d3], work[d3:d2], work[d2:s], work[s:s + 2], work[s + 2], GW
 
 
 @stage(inline="always")
-def _forward_block(X, y, order, e, start, m, params, rows, yb):
+def _forward_block(X, y, weights, order, e, start, m, params, rows, yb):
     """Load a block and run the forward stages on it.
 
     params: the views (W1, b1, W2, b2) of theta; rows: _rows of a work slot. Both are made once per call or
     pass, not per block: making a view costs about as much as a small block's arithmetic.
     """
     W1, b1, W2, b2 = params
-    XB, A1, Z2, P, D3, D2, S, GW = rows
-    load_block(X, y, order, e, start, m, XB, yb)
+    XB, A1, Z2, P, D3, D2, S, WB, GW = rows
+    load_block(X, y, weights, order, e, start, m, XB, yb, WB)
     hidden_forward(XB, m, W1, b1, W2, b2, A1, Z2)
     output_forward(Z2, m, P, S)
 
 
 @stage(inline="always")
-def _grad_range(X, y, order, e, start, stop, params, rows, yb, G):
+def _grad_range(X, y, weights, order, e, start, stop, params, rows, yb, G):
     """G += the gradient sums of the samples start..stop-1 (of order[e], if order has rows), block by block."""
-    XB, A1, Z2, P, D3, D2, S, GW = rows
+    XB, A1, Z2, P, D3, D2, S, WB, GW = rows
     size = _block_size(A1, stop - start)
     for b in range(start, stop, size):
         m = min(size, stop - b)
-        _forward_block(X, y, order, e, b, m, params, rows, yb)
-        output_delta(P, yb, m, D3)
+        _forward_block(X, y, weights, order, e, b, m, params, rows, yb)
+        output_delta(P, yb, WB, m, D3)
         backward(XB, A1, D3, m, params[2], D2, G, GW)
 
 
 @stage(returns=nbtypes.float64)
-def _block_loss(Z2, P, S, yb, m):
-    """Sum of the per-sample data losses of a block (no L2 term), in float64."""
+def _block_loss(Z2, P, S, yb, wb, m):
+    """Sum of the per-sample data losses of a block (no L2 term), each times its weight when WEIGHTED, in
+    float64."""
     k = P.shape[0]
     total = 0.0
     for j in range(m):
+        loss = 0.0
         if OUT == "softmax":
             # -log p_y as log-sum-exp: exact, and never log(0) even when p_y underflows.
-            total += math.log(S[1, j]) - (Z2[yb[j], j] - S[0, j])
+            loss = math.log(S[1, j]) - (Z2[yb[j], j] - S[0, j])
         else:
             for v in range(k):
                 t = P[v, j] - (1.0 if yb[j] == v else 0.0)
-                total += 0.5 * t * t
+                loss += 0.5 * t * t
+        total += loss * wb[j] if WEIGHTED else loss
     return total
 
 
@@ -538,18 +553,20 @@ def _n_tiles(n, d, h):
 
 
 @stage()
-def run(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, work, labels, partials, losses, P,
-        state, optimiser):
+def run(X, y, weights, order, theta, params, passes, batch, lr, reg, mean, evaluate, work, labels, partials,
+        losses, P, state, optimiser):
     """Train theta in place for `passes` epochs, then evaluate; returns (epochs completed, L).
 
     Training: each epoch visits order[e] (or 0..n-1 if order has no rows) in batches of `batch` samples,
     one update per batch (the full batch is batch = n); mean: scale gradients by 1/batch size. It stops
     early, returning (the epoch, NaN), when the parameters stop being finite. Evaluation: L = (sum of
     per-sample losses + reg/2 (|W1|^2 + |W2|^2)) / n when evaluate (else 0), and the outputs into P when
-    it has rows. Both run tile by tile, tiles over the work slots (over threads in the parallel variant),
+    it has rows. WEIGHTED: each sample's delta and loss are times its weight, and the batch size and n
+    above are the sums of the weights (scikit-learn's sample_weight). Both run tile by tile, tiles over the work slots (over threads in the parallel variant),
     and sum the tiles' gradients and losses in tile order: results do not depend on the number of threads.
 
-    X (n, d); y (n,), or (0,) when only P is asked for; order (E, n) or (0, 0); params: the views
+    X (n, d); y (n,), or (0,) when only P is asked for; weights (n,) (WEIGHTED) or (0,); order (E, n) or
+    (0, 0); params: the views
     (W1 (d, h), b1 (h,), W2 (h, k), b2 (k,)) of the flat theta; work (slots, work_rows(d, h, k), BLOCK) and
     labels (slots, BLOCK): buffers; partials (tiles of a batch, theta.size), zero; losses (tiles of n,);
     P (n, k) or (0, k); state, optimiser: the optimiser's, updated in place (see update).
@@ -559,7 +576,7 @@ def run(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, work
     h, k = W2.shape
     nslots = work.shape[0]
     G, yb = partials[0], labels[0]
-    XB, A1, Z2, Pb, D3, D2, S, GW = _rows(work[0], d, h, k)
+    XB, A1, Z2, Pb, D3, D2, S, WB, GW = _rows(work[0], d, h, k)
     reload = order.shape[0] > 0 or batch < n  # else the one block stays in the buffers from pass to pass
     for e in range(passes):
         for b in range(0, n, batch):
@@ -570,17 +587,18 @@ def run(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, work
                 # tiles around them (that costs 4-12% of the tutorial's run, measured).
                 m = stop - b
                 if reload or e == 0:
-                    load_block(X, y, order, e, b, m, XB, yb)
+                    load_block(X, y, weights, order, e, b, m, XB, yb, WB)
                 hidden_forward(XB, m, W1, b1, W2, b2, A1, Z2)
                 output_forward(Z2, m, Pb, S)
-                output_delta(Pb, yb, m, D3)
+                output_delta(Pb, yb, WB, m, D3)
                 backward(XB, A1, D3, m, W2, D2, G, GW)
             else:
-                grad_tiles(X, y, order, e, b, stop, params, work, labels, partials)
+                grad_tiles(X, y, weights, order, e, b, stop, params, work, labels, partials)
                 for t in range(1, ntiles):
                     for i in range(theta.size):
                         G[i] += partials[t, i]
-            update(theta, G, d, h, k, lr, reg, 1.0 / (stop - b) if mean else 1.0, state, optimiser)
+            scale = 1.0 / (_weight_sum(weights, order, e, b, stop) if WEIGHTED else stop - b) if mean else 1.0
+            update(theta, G, d, h, k, lr, reg, scale, state, optimiser)
             # Zeroed now, long before the next batch adds to them: zeroed just before, the first block's
             # loads of G would follow the vector stores closely (0.1 us a pass slower, measured).
             for t in range(ntiles):
@@ -595,16 +613,16 @@ def run(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, work
     ntiles, T = _n_tiles(n, d, h)
     for s in prange(nslots):
         rows = _rows(work[s], d, h, k)
-        Z2s, Ps, Ss = rows[2], rows[3], rows[6]
+        Z2s, Ps, Ss, WBs = rows[2], rows[3], rows[6], rows[7]
         size = _block_size(rows[1], n)
         for t in range(s, ntiles, nslots):
             total = 0.0
             end = min((t + 1) * T, n)
             for b in range(t * T, end, size):
                 m = min(size, end - b)
-                _forward_block(X, y, order[:0], 0, b, m, params, rows, labels[s])
+                _forward_block(X, y, weights, order[:0], 0, b, m, params, rows, labels[s])
                 if labelled:
-                    total += _block_loss(Z2s, Ps, Ss, labels[s], m)
+                    total += _block_loss(Z2s, Ps, Ss, labels[s], WBs, m)
                 if outputs:
                     for j in range(m):
                         for v in range(k):
@@ -620,11 +638,21 @@ def run(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, work
         penalty += theta[i] * theta[i]
     for i in range(d * h + h, d * h + h + h * k):
         penalty += theta[i] * theta[i]
-    return passes, (total + (reg / 2 * penalty if reg > 0 else 0.0)) / n  # no 0 * inf when reg = 0
+    count = _weight_sum(weights, order[:0], 0, 0, n) if WEIGHTED else n
+    return passes, (total + (reg / 2 * penalty if reg > 0 else 0.0)) / count  # no 0 * inf when reg = 0
 
 
 @stage(inline="always")
-def grad_tiles(X, y, order, e, start, stop, params, work, labels, partials):
+def _weight_sum(weights, order, e, start, stop):
+    """The sum of the weights of samples start..stop-1 (of order[e], if order has rows), in float64."""
+    total = 0.0
+    for j in range(start, stop):
+        total += weights[order[e, j] if order.shape[0] > 0 else j]
+    return total
+
+
+@stage(inline="always")
+def grad_tiles(X, y, weights, order, e, start, stop, params, work, labels, partials):
     """partials[t] += the gradient sums of tile t of samples start..stop-1, tiles spread over the slots."""
     d, h, k = X.shape[1], params[0].shape[1], params[2].shape[1]
     nslots = work.shape[0]
@@ -632,5 +660,5 @@ def grad_tiles(X, y, order, e, start, stop, params, work, labels, partials):
     for s in prange(nslots):
         rows = _rows(work[s], d, h, k)
         for t in range(s, ntiles, nslots):
-            _grad_range(X, y, order, e, start + t * T, min(start + (t + 1) * T, stop), params, rows, labels[s],
-                        partials[t])
+            _grad_range(X, y, weights, order, e, start + t * T, min(start + (t + 1) * T, stop), params, rows,
+                        labels[s], partials[t])

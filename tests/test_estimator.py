@@ -20,10 +20,20 @@ from fastnn import NeuralNetClassifier
 
 
 # Few passes keep each check fast; both still reach the accuracy check_classifiers_train asks (0.83).
-# No check is marked as failing: every check of scikit-learn 1.9 applies and passes. Some skip themselves
-# where their optional dependency is absent (array API input; pandas inputs when pandas is not installed).
+# Every check of scikit-learn 1.9 applies and passes, but one for mini-batches: a weight of 2 is a repeated
+# row for full-batch descent (as the full-batch instance shows) but not for shuffled mini-batches, whose
+# batches then hold other rows (MLPClassifier's stochastic solvers are in the same case). Some checks skip
+# themselves where their optional dependency is absent (array API input; pandas inputs without pandas).
+def expected_failures(estimator):
+    if estimator.batch_size is None:
+        return {}
+    return {"check_sample_weight_equivalence_on_dense_data":
+            "mini-batches of repeated rows are other batches than those of weighted rows"}
+
+
 @parametrize_with_checks([NeuralNetClassifier(passes=200, random_state=0),
-                          NeuralNetClassifier(passes=20, batch_size=16, random_state=0)])
+                          NeuralNetClassifier(passes=20, batch_size=16, random_state=0)],
+                         expected_failed_checks=expected_failures)
 def test_sklearn_checks(estimator, check):
     check(estimator)
 

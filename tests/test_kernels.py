@@ -27,9 +27,10 @@ def dtype_id(dtype):
     return np.dtype(dtype).name
 
 
-def both(act="tanh", out="softmax", dtype=np.float64, d=2, k=2, loop="block", parallel=False, solver="sgd"):
+def both(act="tanh", out="softmax", dtype=np.float64, d=2, k=2, loop="block", parallel=False, solver="sgd",
+         weighted=False):
     """The kernels of one variant and their twins."""
-    args = (act, out, np.dtype(dtype).name, d, k, loop, parallel, solver)
+    args = (act, out, np.dtype(dtype).name, d, k, loop, parallel, solver, weighted)
     return kernels.build(*args), reference.build(*args)
 
 
@@ -72,8 +73,8 @@ def block(rng, d, h, k, dtype, act="tanh", out="softmax"):
         theta=normal(d * h + h + h * k + k))
     named = {key: value.astype(dtype) for key, value in named.items()}
     size = d * h + h + h * k + k
-    named.update(yb=rng.integers(0, k, B), G=normal(size), GW=np.empty((d, h), dtype), d=d, h=h, k=k,
-                 state=np.zeros((0, size)), optimiser=np.zeros(6))
+    named.update(yb=rng.integers(0, k, B), wb=rng.uniform(0.5, 2, B).astype(dtype), G=normal(size),
+                 GW=np.empty((d, h), dtype), d=d, h=h, k=k, state=np.zeros((0, size)), optimiser=np.zeros(6))
     return named
 
 
@@ -149,18 +150,22 @@ def test_output_forward_large_logits(rng, k, out, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("weighted", [False, True], ids=["", "weighted"])
 @pytest.mark.parametrize("alias", [False, True], ids=["D3", "D3=P"])
 @pytest.mark.parametrize("out", OUTPUTS)
 @pytest.mark.parametrize("m", COLUMNS, ids=ids("m"))
 @pytest.mark.parametrize("k", CLASSES, ids=ids("k"))
-def test_output_delta(rng, k, m, out, alias, dtype):
-    """D3 may be P itself."""
+def test_output_delta(rng, k, m, out, alias, weighted, dtype):
+    """D3 may be P itself; weighted, each sample's deltas are times its weight."""
     named = dict(block(rng, 2, 3, k, dtype, out=out), m=m)
-    kernel, ref = run_both("output_delta", named, ["D3"], dict(out=out, dtype=dtype, k=k),
+    kernel, ref = run_both("output_delta", named, ["D3"], dict(out=out, dtype=dtype, k=k, weighted=weighted),
                            alias=("P", "D3") if alias else None)
     compare(kernel, ref, ["D3"], dtype)
     if out == "softmax":  # softmax rows sum to 1 and one-hot rows too: the deltas of a sample sum to 0
         np.testing.assert_allclose(kernel["D3"][:, :m].sum(axis=0), 0, atol=8 * np.finfo(dtype).eps)
+    if weighted:
+        unweighted, _ = run_both("output_delta", named, ["D3"], dict(out=out, dtype=dtype, k=k))
+        assert_near(kernel["D3"][:, :m], unweighted["D3"][:, :m] * named["wb"][:m], RTOL[dtype])
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
@@ -257,6 +262,24 @@ def test_run_with_an_optimiser(rng, d, h, k, n, batch, optimiser):
     assert k_env["optimiser"][5] == settings[5] + (updates if solver == "adam" else 0)
 
 
+@pytest.mark.parametrize("out", OUTPUTS)
+@pytest.mark.parametrize("d, h, k, n, batch", [(2, 3, 2, 200, 50), (2, 3, 3, 2 * BLOCK + 60, None),
+                                               (64, 17, 10, 600, 128)],
+                         ids=["tutorial-batches", "tiles-full", "wide-batches"])
+def test_weighted_run(rng, d, h, k, n, batch, out):
+    """Sample weights (some 0): deltas and losses weighted, batches and the loss divided by weight sums."""
+    named = run_inputs(rng, d, h, k, n, batch=batch, passes=3, shuffled=batch is not None)
+    named["weights"] = np.where(rng.random(n) < 0.2, 0.0, rng.uniform(0.1, 3, n))
+    kernel, twin = both("tanh", out, np.float64, d, k, loop_for(named["batch"], d, h), weighted=True)
+    (_, loss_k), k_env = call_run(kernel, named)
+    (_, loss_r), r_env = call_run(twin, named)
+    assert_near(k_env["theta"], r_env["theta"], RTOL[np.float64])
+    assert_near(loss_k, loss_r, RTOL[np.float64])
+    (_, loss_u), u_env = call_run(both("tanh", out, np.float64, d, k, loop_for(named["batch"], d, h))[0],
+                                  dict(named, weights=np.empty(0)))
+    assert not np.allclose(u_env["theta"], k_env["theta"])  # the weights made a difference
+
+
 @pytest.mark.parametrize("d, h, k", [(1, 1, 2), (2, 3, 2), (5, 50, 3)], ids=str)
 def test_split(d, h, k):
     theta = np.arange(d * h + h + h * k + k, dtype=np.float64)
@@ -277,13 +300,15 @@ def test_load_block(rng, d, m, shuffled, dtype):
     n, start = 2 * BLOCK + 5, 3  # start > 0: the block is taken from the middle of the data or order
     named = dict(X=rng.standard_normal((n, d)).astype(dtype), y=rng.integers(0, 3, n), start=start, m=m, e=1,
                  order=np.stack([rng.permutation(n) for _ in range(2)]) if shuffled else np.empty((0, 0), np.int64),
-                 XB=np.full((d, BLOCK), np.nan, dtype), yb=np.full(BLOCK, -1, np.int64))
-    kernel, ref = run_both("load_block", named, [], dict(dtype=dtype, d=d))
-    np.testing.assert_array_equal(kernel["XB"], ref["XB"])
-    np.testing.assert_array_equal(kernel["yb"], ref["yb"])
+                 XB=np.full((d, BLOCK), np.nan, dtype), yb=np.full(BLOCK, -1, np.int64),
+                 weights=rng.uniform(0, 2, n).astype(dtype), wb=np.full(BLOCK, np.nan, dtype))
+    kernel, ref = run_both("load_block", named, [], dict(dtype=dtype, d=d, weighted=True))
+    for name in ("XB", "yb", "wb"):
+        np.testing.assert_array_equal(kernel[name], ref[name])
     rows = named["order"][1, start: start + m] if shuffled else np.arange(start, start + m)
     np.testing.assert_array_equal(kernel["XB"][:, :m], named["X"][rows].T)
     np.testing.assert_array_equal(kernel["yb"][:m], named["y"][rows])
+    np.testing.assert_array_equal(kernel["wb"][:m], named["weights"][rows])
 
 
 # --- Elementwise functions: distance in ulp to NumPy ------------------------------------------------------
@@ -377,7 +402,7 @@ def run_inputs(rng, d, h, k, n, dtype=np.float64, batch=None, passes=5, shuffled
                 labels=np.zeros((slots, BLOCK), np.int64),
                 partials=np.zeros((engine.tiles(min(batch, n), d, h), theta.size)),
                 losses=np.zeros(engine.tiles(n, d, h)),
-                P=np.full((n if outputs else 0, k), np.nan, dtype), d=d, h=h, k=k,
+                P=np.full((n if outputs else 0, k), np.nan, dtype), d=d, h=h, k=k, weights=np.empty(0, dtype),
                 state=np.zeros((0, theta.size)), optimiser=np.zeros(6))
 
 

@@ -259,6 +259,31 @@ def test_optimiser_settings_are_checked(moons, argument, value, error):
         fastnn.train(*moons, 3, passes=1, **{argument: value})
 
 
+# --- Sample weights -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_zero_weights_drop_samples_and_twos_repeat_them(moons, backend):
+    """Full batch, mean reduction: a weight of 0 is the sample dropped, a weight of 2 the sample twice."""
+    X, y = moons
+    w = np.ones(len(y))
+    w[::3], w[1::3] = 0.0, 2.0
+    settings = dict(passes=300, reduction="mean", lr=0.5, backend=backend)
+    weighted = fastnn.train(X, y, 3, sample_weight=w, **settings)
+    rows = np.repeat(np.arange(len(y)), w.astype(int))
+    repeated = fastnn.train(X[rows], y[rows], 3, **settings)
+    assert_weights_near(weighted.theta, repeated.theta)
+    assert weighted.loss_history[-1, 1] == pytest.approx(repeated.loss_history[-1, 1], rel=1e-9)
+    assert not np.allclose(weighted.theta, fastnn.train(X, y, 3, **settings).theta)
+
+
+@pytest.mark.parametrize("weights, error, match", [
+    (np.ones(7), ValueError, "shape"), (-np.ones(200), ValueError, ">= 0"), (np.zeros(200), ValueError, "positive"),
+    (np.r_[np.nan, np.ones(199)], ValueError, "finite"), (np.array(["a"] * 200), TypeError, "real")])
+def test_sample_weight_is_checked(moons, weights, error, match):
+    with pytest.raises(error, match=match):
+        fastnn.train(*moons, 3, passes=1, sample_weight=weights)
+
+
 # --- Divergence -----------------------------------------------------------------------------------------------
 
 def test_divergence_error_is_an_arithmetic_error():
