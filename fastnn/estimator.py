@@ -8,6 +8,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
@@ -72,6 +73,22 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
         "sgd" with momentum only: Nesterov's momentum, as MLPClassifier's default.
     beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
         "adam" only, as MLPClassifier's.
+    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
+        "sgd" only, as MLPClassifier's: after each pass, ``lr / (t + 1) ** power_t`` with t the samples seen
+        ("invscaling"), or ``lr / 5`` each time ``n_iter_no_change`` passes fail to improve by ``tol``
+        ("adaptive"; it stops when the rate falls below 1e-6).
+    power_t : float, default=0.5
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the training data (stratified, seeded by ``random_state``) and
+        stop when its accuracy has not improved by ``tol`` for ``n_iter_no_change`` passes; the model of
+        the best accuracy is kept (``validation_scores_``, ``best_validation_score_``).
+    validation_fraction : float, default=0.1
+    n_iter_no_change : int, default=10
+    tol : float or None, default=None
+        The improvement that counts (MLPClassifier's default is 1e-4). None: without early stopping,
+        every pass runs (fastnn's default); with it, 1e-4. A number without early stopping: stop when the
+        training loss (after each pass, on all the data) has not improved by tol for n_iter_no_change
+        passes, as MLPClassifier does.
 
     Attributes
     ----------
@@ -106,7 +123,9 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
                  shuffle: bool = True, dtype: str | None = "float64", random_state=None, verbose: bool = False,
                  warm_start: bool = False, loss_every: int | None = None, n_threads: int | None = None,
                  solver: str = "sgd", momentum: float = 0.0, nesterovs_momentum: bool = True, beta_1: float = 0.9,
-                 beta_2: float = 0.999, epsilon: float = 1e-8):
+                 beta_2: float = 0.999, epsilon: float = 1e-8, learning_rate: str = "constant", power_t: float = 0.5,
+                 early_stopping: bool = False, validation_fraction: float = 0.1, n_iter_no_change: int = 10,
+                 tol: float | None = None):
         self.hidden = hidden
         self.activation = activation
         self.output = output
@@ -128,6 +147,12 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
         self.beta_1 = beta_1
         self.beta_2 = beta_2
         self.epsilon = epsilon
+        self.learning_rate = learning_rate
+        self.power_t = power_t
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
 
     def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> NeuralNetClassifier:
         """Train on X (n, d) and labels y (n,), samples weighted by sample_weight (n,) if given (see
@@ -214,18 +239,76 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
         else:  # another shuffle stream for each continuation, reproducible from random_state
             seed = int(np.random.SeedSequence([self._seed, init.settings["passes"]]).generate_state(1)[0])
         loss_every = self.loss_every if self.loss_every is not None else max(1, passes // 100)
-        model = train(X, y, self.hidden, passes=passes, lr=self.lr, reg=self.reg, seed=seed,
-                      activation=self.activation, output=self.output, reduction=self.reduction,
-                      batch_size=self.batch_size, shuffle=self.shuffle, dtype=self.dtype,
-                      loss_every=loss_every, n_classes=len(classes), n_threads=self.n_threads, init=init,
-                      solver=self.solver, momentum=self.momentum, nesterov=self.nesterovs_momentum,
-                      beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon, sample_weight=sample_weight)
+        options = dict(reg=self.reg, seed=seed, activation=self.activation, output=self.output,
+                       reduction=self.reduction, batch_size=self.batch_size, shuffle=self.shuffle, dtype=self.dtype,
+                       n_classes=len(classes), n_threads=self.n_threads, solver=self.solver,
+                       momentum=self.momentum, nesterov=self.nesterovs_momentum, beta_1=self.beta_1,
+                       beta_2=self.beta_2, epsilon=self.epsilon)
+        if self._by_pass():
+            model = self._train_by_pass(X, y, passes, init, options, sample_weight)
+        else:
+            model = train(X, y, self.hidden, passes=passes, lr=self.lr, loss_every=loss_every, init=init,
+                          sample_weight=sample_weight, **options)
         self.model_, self.classes_ = model, classes
         if self.verbose:
             start = 0 if init is None else init.settings["passes"]
             for done, loss in model.loss_history:
                 if done > start:
                     print("Iteration %d, loss = %.8f" % (done, loss))
+
+    def _by_pass(self):
+        """Whether fit runs pass by pass, for early stopping, a stopping tol or a learning-rate schedule."""
+        schedule = check.choice(self.learning_rate, "learning_rate", ("constant", "invscaling", "adaptive"))
+        return self.early_stopping or self.tol is not None or schedule != "constant"
+
+    def _train_by_pass(self, X, y, passes, init, options, sample_weight):
+        """fastnn.train one pass at a time (the optimiser's state carried by init=), with MLPClassifier's
+        rules between passes: the learning-rate schedule, the count of passes without improvement, and early
+        stopping on a held-out fraction (its best model is kept)."""
+        check.flag(self.early_stopping, "early_stopping")
+        tol = 1e-4 if self.tol is None else check.real(self.tol, "tol")
+        patience = check.integer(self.n_iter_no_change, "n_iter_no_change")
+        power_t = check.real(self.power_t, "power_t")
+        X_val = y_val = None
+        if self.early_stopping:
+            fraction = check.real(self.validation_fraction, "validation_fraction", strict=True)
+            if fraction >= 1:
+                raise ValueError(f"validation_fraction must be in (0, 1); got {fraction!r}")
+            parts = train_test_split(X, y, *(() if sample_weight is None else (np.asarray(sample_weight),)),
+                                     test_size=fraction, stratify=y, random_state=self._seed)
+            X, X_val, y, y_val = parts[:4]
+            sample_weight = parts[4] if sample_weight is not None else None
+        lr, seen = self.lr, 0 if init is None else init.settings["passes"] * len(y)
+        best, best_model, stale = -np.inf, None, 0
+        self.validation_scores_ = [] if self.early_stopping else None
+        model = init
+        for _ in range(passes):
+            model = train(X, y, self.hidden, passes=1, lr=lr, loss_every=1, init=model,
+                          sample_weight=sample_weight, **options)
+            seen += len(y)
+            if self.early_stopping:  # MLPClassifier's rule: accuracy on the held-out part
+                score = float(np.mean(model.predict(X_val) == y_val))
+                self.validation_scores_.append(score)
+            else:  # the training loss, negated so that larger is better in both
+                score = -float(model.loss_history[-1, 1])
+            stale = stale + 1 if score < best + tol else 0
+            if score > best:
+                best, best_model = score, model
+            if self.learning_rate == "invscaling" and self.solver == "sgd":
+                lr = self.lr / (seen + 1) ** power_t
+            if stale > patience:
+                if self.learning_rate == "adaptive" and self.solver == "sgd" and lr > 1e-6:
+                    lr, stale = lr / 5, 0
+                else:
+                    break
+        if self.early_stopping:
+            self.best_validation_score_ = best
+            history = model.loss_history  # the whole run's losses; the parameters of the best pass
+            best_model.loss_history = history
+            best_model.settings["passes"] = model.settings["passes"]
+            return best_model
+        self.best_loss_ = -best
+        return model
 
     def _fresh_seed(self):
         rng = check_random_state(self.random_state)  # also rejects what is not a seed

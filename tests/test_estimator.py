@@ -346,3 +346,51 @@ def test_optimisers_step_as_mlp_classifier(optimiser):
 
 TRAIN_OPTIONS = {"solver": "solver", "momentum": "momentum", "nesterovs_momentum": "nesterov", "beta_1": "beta_1",
                  "beta_2": "beta_2", "epsilon": "epsilon"}  # NeuralNetClassifier's name: fastnn.train's
+
+
+def test_early_stopping_keeps_the_best_held_out_model(iris):
+    X, y = iris
+    clf = NeuralNetClassifier(8, lr=0.5, passes=2000, early_stopping=True, n_iter_no_change=5, random_state=0)
+    clf.fit(X, y)
+    scores = clf.validation_scores_
+    assert len(scores) == clf.n_iter_ < 2000  # stopped early, one score per pass
+    assert clf.best_validation_score_ == max(scores)
+    best = int(np.argmax(scores))
+    assert len(scores) - 1 - best > 5  # stopped once n_iter_no_change passes in a row did not improve
+    X_tr, X_val, y_tr, y_val = train_test_split(X, y, test_size=0.1, stratify=y, random_state=0)
+    assert np.mean(clf.predict(X_val) == y_val) == clf.best_validation_score_  # the best pass's parameters
+
+
+def test_tol_stops_on_the_training_loss(moons):
+    X, y = moons
+    clf = NeuralNetClassifier(3, lr=0.5, passes=5000, tol=1e-3, n_iter_no_change=10, random_state=0).fit(X, y)
+    losses = clf.loss_curve_
+    assert len(losses) == clf.n_iter_ < 5000
+    best, stale = np.inf, []  # MLPClassifier's count: passes in a row not better than the best by tol
+    for loss in losses:
+        stale.append(stale[-1] + 1 if stale and loss > best - 1e-3 else int(loss > best - 1e-3))
+        best = min(best, loss)
+    assert stale[-1] == 11 and max(stale[:-1]) <= 10  # it stopped at the first pass that made 11
+    assert NeuralNetClassifier(3, lr=0.5, passes=300, random_state=0).fit(X, y).n_iter_ == 300  # default: all
+
+
+def test_invscaling_steps_with_the_decaying_rate(moons):
+    """learning_rate="invscaling": pass i steps with lr / (samples seen before it + 1) ** power_t."""
+    X, y = moons
+    clf = NeuralNetClassifier(3, lr=0.5, passes=4, learning_rate="invscaling", power_t=0.25, random_state=0)
+    clf.fit(X, y)
+    model = None
+    for i in range(4):
+        model = fastnn.train(X, y, 3, passes=1, lr=0.5 / (i * len(y) + 1) ** 0.25 if i else 0.5, reg=1e-4,
+                             reduction="mean", init=model)
+    np.testing.assert_array_equal(clf.model_.theta, model.theta)
+
+
+def test_adaptive_rate_divides_by_five_then_stops(moons):
+    X, y = moons
+    clf = NeuralNetClassifier(3, lr=0.5, passes=3000, learning_rate="adaptive", tol=1e-2, n_iter_no_change=2,
+                              random_state=0).fit(X, y)
+    # every 3 stale passes the rate is divided by 5; from 0.5 it falls below 1e-6 after 9 divisions
+    assert clf.n_iter_ < 3000
+    constant = NeuralNetClassifier(3, lr=0.5, passes=3000, tol=1e-2, n_iter_no_change=2, random_state=0).fit(X, y)
+    assert clf.n_iter_ > constant.n_iter_  # the constant rate stops at the first plateau
