@@ -68,13 +68,34 @@ class Engine:
                          optimiser, weights)
         run = self.run
         if self.describe:  # a kernel, not the NumPy twin
-            types = tuple(run.typeof_pyval(a) for a in args)
-            if self.alternate is not None and not _ready(run, types) and _ready(self.alternate, types):
-                run = self.alternate  # evaluates alike: no reason to compile the other
-            _compile(run, types, self.describe)
+            key = (run, self.alternate, tuple(_signature(a) for a in args))
+            run = _CHOSEN.get(key)
+            if run is None:  # first call with these kinds of arguments: Numba's types, compiled or not
+                run = self.run
+                types = tuple(run.typeof_pyval(a) for a in args)
+                if self.alternate is not None and not _ready(run, types) and _ready(self.alternate, types):
+                    run = self.alternate  # evaluates alike: no reason to compile the other
+                _compile(run, types, self.describe)
+                _CHOSEN[key] = run
         with self.lock, single_threaded_blas if self.blas else contextlib.nullcontext():
             done, value = run(*args)
         return int(done), float(value)
+
+
+# The kernel each (kernel, alternate, kinds of arguments) was given: Numba's types of 19 arguments take about
+# 0.6 ms to compute, more than a small run's arithmetic, so they are computed once per kind (see _signature).
+_CHOSEN: dict = {}
+
+
+def _signature(a) -> Any:
+    """What Numba's type of an argument depends on, cheaply: an array's dtype, dimensions, layout, and
+    whether it is writable and aligned; a tuple's items; a scalar's Python type."""
+    if isinstance(a, np.ndarray):
+        layout = "C" if a.flags.c_contiguous else "F" if a.flags.f_contiguous else "A"
+        return a.dtype.str, a.ndim, layout, a.flags.writeable, a.flags.aligned
+    if isinstance(a, tuple):
+        return tuple(_signature(item) for item in a)
+    return type(a)
 
 
 class _SingleThreadedBLAS:
