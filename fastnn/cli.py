@@ -39,11 +39,16 @@ def _model_args(p):
     p.add_argument("--batch-size", type=int, metavar="N", default=None, help="mini-batch size (default: full batch)")
     p.add_argument("--dtype", default="float64", help="float64 or float32 (default float64)")
     p.add_argument("--backend", default="numba", help="numba or numpy (default numba)")
+    p.add_argument("--solver", default="sgd", help="sgd (the tutorial's) or adam (default sgd)")
+    p.add_argument("--momentum", type=float, metavar="F", default=0.0,
+                   help="sgd's momentum, in [0, 1) (default 0: the tutorial's plain steps)")
+    p.add_argument("--nesterov", action="store_true", help="Nesterov's momentum")
 
 
 def _model_settings(args):
     return dict(lr=args.lr, activation=args.activation, output=args.output, reduction=args.reduction,
-                batch_size=args.batch_size, dtype=args.dtype, backend=args.backend)
+                batch_size=args.batch_size, dtype=args.dtype, backend=args.backend, solver=args.solver,
+                momentum=args.momentum, nesterov=args.nesterov)
 
 
 def _train_parser(sub):

@@ -166,9 +166,9 @@ def plan(backend: str, activation: str, output: str, dtype, d: int, h: int, k: i
     an evaluation only, no training).
 
     Training runs serially unless n is at least two tiles and more than one thread is allowed (evaluations
-    alone from EVALUATE_PARALLEL samples, or two tiles of heavy samples: kernels.heavy); a batch of one tile of at most one
-    block, or no training, gets the variant without the loop over tiles. The choice never changes a
-    result's bits.
+    alone from EVALUATE_PARALLEL samples, or two tiles of heavy samples: kernels.heavy); a batch of one
+    tile of at most one block, or no training, gets the variant without the loop over tiles. The choice
+    never changes a result's bits.
     """
     dtype = np.dtype(dtype).name
     if backend == "numpy":

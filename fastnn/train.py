@@ -246,7 +246,8 @@ def _settings(hidden, passes, lr, reg, seed, activation, output, reduction, batc
         batch_size=None if batch_size is None else check.integer(batch_size, "batch_size"),
         backend=check.choice(backend, "backend", check.BACKENDS),
         loss_every=max(1, passes // 100) if loss_every is None else check.integer(loss_every, "loss_every"),
-        shuffle=check.flag(shuffle, "shuffle"), n_threads=None if n_threads is None else check.integer(n_threads, "n_threads"),
+        shuffle=check.flag(shuffle, "shuffle"),
+        n_threads=None if n_threads is None else check.integer(n_threads, "n_threads"),
         solver=check.choice(solver, "solver", check.SOLVERS), momentum=check.fraction(momentum, "momentum"),
         nesterov=check.flag(nesterov, "nesterov"), beta_1=check.fraction(beta_1, "beta_1"),
         beta_2=check.fraction(beta_2, "beta_2"), epsilon=check.real(epsilon, "epsilon", strict=True))

@@ -533,9 +533,10 @@ def _block_size(A1, n):
 def _tile_size(n, d, h):
     """Samples per tile when n samples are split into tiles, the unit of parallel work: TILE.
 
-    Heavy samples (_heavy: the input layer goes to BLAS) cost hundreds of times more: a tile is then a block (more once n has over MAX_TILES blocks: a batch holds a gradient
-    partial per tile), and fewer than two blocks are split in two, so that a mini-batch of 128 samples runs
-    on two threads. Never depends on the number of threads.
+    Heavy samples (_heavy: the input layer goes to BLAS) cost hundreds of times more: a tile is then a
+    block (more once n has over MAX_TILES blocks: a batch holds a gradient partial per tile), and fewer
+    than two blocks are split in two, so that a mini-batch of 128 samples runs on two threads. Never
+    depends on the number of threads.
     """
     if not _heavy(d, h):
         return TILE
@@ -562,14 +563,15 @@ def run(X, y, weights, order, theta, params, passes, batch, lr, reg, mean, evalu
     early, returning (the epoch, NaN), when the parameters stop being finite. Evaluation: L = (sum of
     per-sample losses + reg/2 (|W1|^2 + |W2|^2)) / n when evaluate (else 0), and the outputs into P when
     it has rows. WEIGHTED: each sample's delta and loss are times its weight, and the batch size and n
-    above are the sums of the weights (scikit-learn's sample_weight). Both run tile by tile, tiles over the work slots (over threads in the parallel variant),
-    and sum the tiles' gradients and losses in tile order: results do not depend on the number of threads.
+    above are the sums of the weights (scikit-learn's sample_weight). Both run tile by tile, tiles over the
+    work slots (over threads in the parallel variant), and sum the tiles' gradients and losses in tile
+    order: results do not depend on the number of threads.
 
     X (n, d); y (n,), or (0,) when only P is asked for; weights (n,) (WEIGHTED) or (0,); order (E, n) or
-    (0, 0); params: the views
-    (W1 (d, h), b1 (h,), W2 (h, k), b2 (k,)) of the flat theta; work (slots, work_rows(d, h, k), BLOCK) and
-    labels (slots, BLOCK): buffers; partials (tiles of a batch, theta.size), zero; losses (tiles of n,);
-    P (n, k) or (0, k); state, optimiser: the optimiser's, updated in place (see update).
+    (0, 0); params: the views (W1 (d, h), b1 (h,), W2 (h, k), b2 (k,)) of the flat theta; work (slots,
+    work_rows(d, h, k), BLOCK) and labels (slots, BLOCK): buffers; partials (tiles of a batch, theta.size),
+    zero; losses (tiles of n,); P (n, k) or (0, k); state, optimiser: the optimiser's, updated in place (see
+    update).
     """
     n, d = X.shape
     W1, b1, W2, b2 = params

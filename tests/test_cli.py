@@ -47,6 +47,14 @@ def test_train(tmp_path, moons):
     assert_png_shows_classes(tmp_path / "m.png", 2)
 
 
+def test_train_with_an_optimiser(tmp_path, moons):
+    code, out, err = fastnn_cmd("train", "--passes", 200, "--solver", "adam", "--reduction", "mean",
+                                "--loss-every", 100, "--quiet", cwd=tmp_path)
+    assert code == 0, err
+    expected = fastnn.train(*moons, 3, passes=200, solver="adam", reduction="mean", loss_every=100)
+    assert out.splitlines()[2] == f"Loss after    200 passes: {expected.loss_history[-1, 1]:.6f}"
+
+
 @pytest.mark.slow
 def test_sweep(tmp_path, moons):
     code, out, err = fastnn_cmd("sweep", "--hidden", 1, 3, 5, "--passes", 500, "--seeds", 0, 1, "--test-size",
@@ -137,6 +145,8 @@ def test_bad_argument_in_a_subprocess_is_one_line(args, tmp_path):
     (["train", "--batch-size", "0"], "fastnn train: error: --batch-size must be an integer >= 1"),
     (["train", "--loss-every", "0"], "fastnn train: error: --loss-every must be an integer >= 1"),
     (["train", "--noise", "-1"], "fastnn train: error: --noise must be a finite number >= 0"),
+    (["train", "--solver", "lbfgs"], "fastnn train: error: --solver must be one of ['sgd', 'adam']"),
+    (["sweep", "--momentum", "1"], "fastnn sweep: error: --momentum must be in [0, 1)"),
     (["sweep", "--hidden", "0"], "fastnn sweep: error: --hidden must be an integer >= 1; got 0"),
     (["sweep", "--test-size", "1.5"], "fastnn sweep: error: --test-size must be a fraction in [0, 1)"),
     (["sweep", "--reg", "-1"], "fastnn sweep: error: --reg must be a finite number >= 0"),
