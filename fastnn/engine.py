@@ -40,9 +40,9 @@ def tiles(n: int, d: int, h: int) -> int:
 
 def work_bytes(n: int, d: int, h: int, k: int, batch: int, dtype, slots: int) -> int:
     """Bytes of the buffers a call allocates besides its inputs: per slot the transposed block and its
-    activations, logits, outputs and deltas (kernels.work_rows: d + 2h + 3k + 2 rows of BLOCK values, and a
-    gradient scratch of d x h for wide inputs) and BLOCK labels; a float64
-    gradient partial per tile of a batch; a loss per tile of n; and a float64 copy of the parameters."""
+    activations, logits, outputs, deltas, softmax sums and weights (kernels.work_rows: d + 2h + 3k + 3 rows
+    of BLOCK values, and a gradient scratch of d x h for wide inputs) and BLOCK labels; a float64 gradient
+    partial per tile of a batch; a loss per tile of n; and a float64 copy of the parameters."""
     size = reference.size(d, h, k)
     return (slots * kernels.BLOCK * (kernels.work_rows(d, h, k) * np.dtype(dtype).itemsize + 8)
             + 8 * size * (tiles(batch, d, h) + 1) + 8 * tiles(n, d, h))

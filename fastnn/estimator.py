@@ -168,7 +168,8 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
 
     def partial_fit(self, X: ArrayLike, y: ArrayLike, classes: ArrayLike | None = None,
                     sample_weight: ArrayLike | None = None) -> NeuralNetClassifier:
-        """One pass over X (one epoch of mini-batches with ``batch_size``). Returns self.
+        """One pass over X (one epoch of mini-batches with ``batch_size``) at the rate ``lr``, with no stopping
+        rule (as MLPClassifier's partial_fit); the optimiser's state carries over. Returns self.
 
         classes : array, required on the first call: every label that y will ever hold.
         """
@@ -181,7 +182,8 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"classes={classes} differs from classes_={self.classes_} of the "
                                  "previous calls")
         X, y = self._validate_fit(X, y, reset=first)
-        self._train(X, y, self.classes_ if classes is None else classes, 1, not first, sample_weight)
+        self._train(X, y, self.classes_ if classes is None else classes, 1, not first, sample_weight,
+                    incremental=True)
         return self
 
     def predict_proba(self, X: ArrayLike) -> NDArray[np.floating]:
@@ -221,7 +223,7 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         return X, y
 
-    def _train(self, X, y, classes, passes, warm, sample_weight=None):
+    def _train(self, X, y, classes, passes, warm, sample_weight=None, incremental=False):
         """Run fastnn.train for `passes` passes (continuing model_ if warm), then set model_ and classes_."""
         if len(classes) < 2:
             raise ValueError(f"{type(self).__name__} needs at least two classes; y has only one class: "
@@ -244,7 +246,7 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
                        n_classes=len(classes), n_threads=self.n_threads, solver=self.solver,
                        momentum=self.momentum, nesterov=self.nesterovs_momentum, beta_1=self.beta_1,
                        beta_2=self.beta_2, epsilon=self.epsilon)
-        if self._by_pass():
+        if self._by_pass() and not incremental:  # partial_fit: one pass, as MLPClassifier's (no stopping rule)
             model = self._train_by_pass(X, y, passes, init, options, sample_weight)
         else:
             model = train(X, y, self.hidden, passes=passes, lr=self.lr, loss_every=loss_every, init=init,

@@ -206,7 +206,8 @@ def train(X: ArrayLike, y: ArrayLike, hidden: int = 3, *, passes: int = 20000, l
     batch = n if s.batch_size is None else min(s.batch_size, n)
     run = engine.plan(s.backend, s.activation, s.output, X.dtype, d, s.hidden, k, n, batch, s.n_threads,
                       s.kernel_solver, weights is not None)
-    _check_memory(n, d, s.hidden, k, batch, X.dtype, run.slots, shuffled=s.batch_size is not None and s.shuffle)
+    _check_memory(n, d, s.hidden, k, batch, X.dtype, run.slots, shuffled=s.batch_size is not None and s.shuffle,
+                  moments=0 if s.kernel_solver == "sgd" else 2)
     theta = init_params(d, s.hidden, k, s.seed, X.dtype) if init is None else init.theta.astype(X.dtype)
     done = 0 if init is None else init.settings["passes"]
     optimiser = _optimiser(s, theta.size, init)
@@ -253,11 +254,12 @@ def _settings(hidden, passes, lr, reg, seed, activation, output, reduction, batc
         beta_2=check.fraction(beta_2, "beta_2"), epsilon=check.real(epsilon, "epsilon", strict=True))
 
 
-def _check_memory(n, d, h, k, batch, dtype, slots, shuffled):
-    """Every allocation of the run, checked against the memory available before any is made."""
+def _check_memory(n, d, h, k, batch, dtype, slots, shuffled, moments=0):
+    """Every allocation of the run, checked against the memory available before any is made (moments: the
+    optimiser's float64 arrays of one value per parameter)."""
     check.network(d, h, k, dtype, slots)
     size = reference.size(d, h, k)
-    nbytes = engine.work_bytes(n, d, h, k, batch, dtype, slots) + size * np.dtype(dtype).itemsize
+    nbytes = engine.work_bytes(n, d, h, k, batch, dtype, slots) + size * (np.dtype(dtype).itemsize + 8 * moments)
     if shuffled:  # a chunk's sample orders and the hashes they are sorted from: at most 3 arrays of n int64
         nbytes += 3 * 8 * n * max(1, _passes_per_call(n, d, h, k, batch))
     check.memory(nbytes, f"training on X with {n} rows (hidden={h}, {k} classes)",
