@@ -146,7 +146,7 @@ def weights(sample_weight: ArrayLike | None, n: int, dtype) -> np.ndarray | None
     if sample_weight is None:
         return None
     w = np.asarray(sample_weight)
-    if w.dtype.kind not in "biuf" or w.dtype.kind == "b":
+    if w.dtype.kind not in "iuf":
         raise TypeError(f"sample_weight must hold real numbers; got dtype {w.dtype}")
     if w.shape != (n,):
         raise ValueError(f"sample_weight must have shape ({n},), one weight per row of X; got {w.shape}")

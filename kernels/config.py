@@ -9,6 +9,7 @@ from llvmlite import ir
 from numba.core import cgutils, compiler, cpu_options
 from numba.core import types as nbtypes
 from numba.core.caching import FunctionCache, NullCache
+from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
 try:
@@ -147,6 +148,8 @@ def blas_gemm(typingctx, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc):
     place. Called from kernels that release the GIL: the helper takes it once, to look the function up.
     """
     dtype = c.dtype
+    if a.dtype != dtype or b.dtype != dtype or dtype not in (nbtypes.float32, nbtypes.float64):
+        raise TypingError(f"blas_gemm takes float32 or float64 arrays of one dtype; got {a}, {b}, {c}")
     signature = nbtypes.void(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc)
 
     def codegen(context, builder, sig, args):

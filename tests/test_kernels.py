@@ -52,6 +52,7 @@ def test_every_kernel_has_a_twin_with_the_same_parameters(d, k):
 def test_the_activations_and_outputs_are_the_same_names():
     assert tuple(kernels.ACTIVATIONS) == tuple(reference.ACTIVATIONS)
     assert tuple(kernels.OUTPUTS) == tuple(reference.OUTPUTS)
+    assert tuple(kernels.SOLVERS) == tuple(reference.SOLVERS)
     with pytest.raises(ValueError, match="no kernel variant"):
         kernels.build("softplus", "softmax", "float64", 2, 2, "block")
 
@@ -570,3 +571,21 @@ def test_wide_parallel_run_is_bit_identical_to_serial(n, batch, dtype):
         np.testing.assert_array_equal(other["theta"], first["theta"])
         np.testing.assert_array_equal(other["P"], first["P"])
         assert other_loss == loss
+
+
+def test_blas_gemm_refuses_mixed_dtypes():
+    """BLAS's gemm takes one dtype: a float32 product into float64 would read float32 bits as float64."""
+    from numba import njit
+    from numba.core.errors import TypingError
+
+    from fastnn.kernels.config import blas_gemm
+
+    @njit
+    def product(a, c):
+        blas_gemm(False, False, 1, 1, 1, a, 1, a, 1, 0.0, c, 1)
+
+    with pytest.raises(TypingError, match="one dtype"):
+        product(np.ones((1, 1), np.float32), np.zeros((1, 1)))
+    c = np.zeros((1, 1))
+    product(np.full((1, 1), 3.0), c)
+    assert c[0, 0] == 9.0

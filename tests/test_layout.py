@@ -1,8 +1,8 @@
 """The import boundaries of the layout (docs/DESIGN.md), read from the source with ``ast``: every import, at
 module level or inside a function, of every .py file of kernels/ and fastnn/.
 
-kernels -> only NumPy, Numba and the standard library, so that they can be read, tested and compiled alone;
-the reference -> only NumPy and the standard library, never the kernels, so that the two stay independent
+kernels -> only NumPy, Numba (with llvmlite, its code generator) and the standard library, so that they
+can be read, tested and compiled alone; the reference -> only NumPy and the standard library, never the kernels, so that the two stay independent
 twins; the library -> never a front end, never matplotlib, and Dask only inside the function that needs it,
 so that ``import fastnn`` stays light and works without the optional extras.
 """
