@@ -15,14 +15,14 @@ from .sweep import SweepResult, sweep
 from .train import train
 
 __all__ = ["make_moons", "train", "Model", "load", "DivergenceError", "Cancelled", "sweep", "SweepResult", "SweepError",
-           "compile", "NeuralNetClassifier"]
+           "compile", "NeuralNetClassifier", "NeuralNetRegressor"]
 __version__ = "0.2.0"  # the one place the version is written (pyproject.toml reads it)
 
 
 def __getattr__(name):
     # The estimator imports scikit-learn (about half a second): only when it is asked for.
-    if name == "NeuralNetClassifier":
-        from .estimator import NeuralNetClassifier
+    if name in ("NeuralNetClassifier", "NeuralNetRegressor"):
+        from . import estimator
 
-        return NeuralNetClassifier
+        return getattr(estimator, name)
     raise AttributeError(f"module 'fastnn' has no attribute {name!r}")

@@ -194,6 +194,38 @@ def labels(y: ArrayLike, n: int, name: str = "y", n_classes: int | None = None,
     return np.ascontiguousarray(y, dtype=np.int64), n_classes
 
 
+def targets(y: ArrayLike, n: int, dtype, name: str = "y", n_outputs: int | None = None,
+            x_name: str = "X") -> tuple[np.ndarray, int]:
+    """y as a C-ordered (n, k) finite array of real targets in dtype (a 1-D y is one target), and k; k must
+    be ``n_outputs`` if given (a model's)."""
+    y = np.asarray(y)
+    if y.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real-valued targets; got dtype {y.dtype}")
+    if y.ndim == 1:
+        y = y[:, None]
+    if y.ndim != 2 or y.shape[1] == 0:
+        raise ValueError(f"{name} must be 1-D (n_samples,) or 2-D (n_samples, n_targets); got shape {y.shape}")
+    if y.shape[0] != n:
+        raise ValueError(f"{name} has {y.shape[0]} rows but {x_name} has {n} samples")
+    if n_outputs is not None and y.shape[1] != n_outputs:
+        raise ValueError(f"{name} has {y.shape[1]} targets, but the model has {n_outputs} outputs")
+    with np.errstate(over="ignore"):  # beyond float32's range: inf, reported below
+        y = np.ascontiguousarray(y, dtype=dtype)
+    if not np.isfinite(y).all():
+        raise ValueError(f"{name} must be finite: it holds NaN or inf" + (" in float32" if y.dtype == np.float32
+                                                                          else ""))
+    return y, y.shape[1]
+
+
+def outcomes(y: ArrayLike, n: int, output: str, dtype, name: str = "y", n_classes: int | None = None,
+             x_name: str = "X") -> tuple[np.ndarray, int]:
+    """What the network learns from: targets (identity outputs, see ``targets``; n_classes is then the number
+    of outputs) or class labels (``labels``); and their number of outputs k."""
+    if output == "identity":
+        return targets(y, n, dtype, name, n_classes, x_name)
+    return labels(y, n, name, n_classes, x_name)
+
+
 def seed(value: object, name: str = "seed") -> int:
     """``value`` as an int seed in 0..SEED_MAX (RandomState's range); bools, floats and strings are TypeErrors."""
     return integer(value, name, minimum=0, maximum=SEED_MAX)

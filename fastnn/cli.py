@@ -34,7 +34,9 @@ def _data_args(p):
 def _model_args(p):
     p.add_argument("--lr", type=float, metavar="F", default=0.01, help="learning rate (default 0.01)")
     p.add_argument("--activation", default="tanh", help="tanh, sigmoid or relu (default tanh)")
-    p.add_argument("--output", default="softmax", help="softmax or sigmoid (default softmax)")
+    # make_moons is a classification: identity outputs (regression) are for fastnn.train and the estimators
+    p.add_argument("--output", default="softmax", choices=("softmax", "sigmoid"),
+                   help="softmax or sigmoid (default softmax)")
     p.add_argument("--reduction", default="sum", help="sum (the tutorial's) or mean (default sum)")
     p.add_argument("--batch-size", type=int, metavar="N", default=None, help="mini-batch size (default: full batch)")
     p.add_argument("--dtype", default="float64", help="float64 or float32 (default float64)")
@@ -109,7 +111,8 @@ def _compile_parser(sub):
     p.add_argument("--classes", type=int, nargs="+", default=[2], metavar="K",
                    help="numbers of classes (default 2; every number above 2 shares one compilation)")
     p.add_argument("--activation", nargs="+", default=["tanh"], metavar="A", help="hidden activations (default tanh)")
-    p.add_argument("--output", nargs="+", default=["softmax"], metavar="O", help="outputs (default softmax)")
+    p.add_argument("--output", nargs="+", default=["softmax"], metavar="O",
+                   help="outputs: softmax, sigmoid, identity (default softmax)")
     p.add_argument("--processes", type=int, metavar="N", default=None, help="parallel processes (default: all cores)")
     p.set_defaults(run=_compile)
 

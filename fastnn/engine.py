@@ -144,13 +144,21 @@ def arguments(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate
     n, d = X.shape
     h, k = params[2].shape
     work = np.empty((slots, kernels.work_rows(d, h, k), kernels.BLOCK), X.dtype)
-    labels = np.zeros((slots, kernels.BLOCK), np.int64)
+    labels = label_buffer(y, slots, X.dtype)
     partials = np.zeros((tiles(min(batch, n), d, h) if passes else 1, theta.size))  # the first row is G
     losses = np.zeros(tiles(n, d, h))
     state, settings = optimiser_arrays("sgd", theta.size) if optimiser is None else optimiser
     weights = np.empty(0, X.dtype) if weights is None else weights
     return (_readonly(X), _readonly(y), _readonly(weights), order, theta, params, int(passes), int(batch),
             float(lr), float(reg), bool(mean), bool(evaluate), work, labels, partials, losses, P, state, settings)
+
+
+def label_buffer(y: np.ndarray, slots: int, dtype) -> np.ndarray:
+    """``run``'s labels buffer: a block's labels per work slot, or for identity outputs (y (n, k)) a block's
+    targets, in the data's dtype."""
+    if y.ndim == 2:
+        return np.zeros((slots, y.shape[1], kernels.BLOCK), dtype)
+    return np.zeros((slots, kernels.BLOCK), np.int64)
 
 
 # An evaluation alone (predict, loss) runs on threads from this many samples: below it a serial pass takes
@@ -180,7 +188,8 @@ def plan(backend: str, activation: str, output: str, dtype, d: int, h: int, k: i
     else:
         parallel = threads > 1 and n >= (2 * kernels.TILE if batch is not None else EVALUATE_PARALLEL)
     loop = "block" if batch is None or (batch <= kernels.BLOCK and tiles(min(batch, n), d, h) == 1) else "tiles"
-    describe = (f"{activation} hidden units, {output} outputs, {dtype}, {d} input{'s' * (d > 1)}, {k} classes"
+    describe = (f"{activation} hidden units, {output} outputs, {dtype}, {d} input{'s' * (d > 1)}, "
+                f"{k} {'targets' if output == 'identity' else 'classes'}"
                 + (f", {solver}" if solver != "sgd" else "") + (", weighted" if weighted else "")
                 + (", parallel" if parallel else ""))
     alternate = kernels.build(activation, output, dtype, d, k, "tiles", parallel).run if batch is None else None
@@ -245,8 +254,9 @@ def compile(activations=("tanh",), outputs=("softmax",), dtypes=("float64", "flo
     processes, so that later processes (a Docker image's, a cluster's workers) start without compiling.
 
     Each combination gets every loop a call can use: one block or tiles, serial or parallel. Numbers of
-    inputs above kernels.UNROLL share one compilation, and so do numbers of classes above 2. processes=1
-    compiles in this process (default: one process per core). Returns one
+    inputs above kernels.UNROLL share one compilation, and so do numbers of classes other than 2 (for identity
+    outputs, the classes are the targets: 1 and 3 compile the same variant). processes=1 compiles in this
+    process (default: one process per core). Returns one
     dict per compiled variant: its settings, ``seconds`` and ``status`` ("compiled" or "cached").
     """
     import concurrent.futures
@@ -260,12 +270,12 @@ def compile(activations=("tanh",), outputs=("softmax",), dtypes=("float64", "flo
     outputs = [check.choice(o, "outputs", reference.OUTPUTS) for o in outputs]
     dtypes = [check.dtype_of(t) for t in dtypes]
     inputs = [check.integer(d, "inputs") for d in inputs]
-    classes = [check.integer(k, "classes", minimum=2) for k in classes]
+    classes = [check.integer(k, "classes") for k in classes]
     if processes is not None:
         processes = check.integer(processes, "processes")
     variants = {}
     for act, out, dtype, d, k in itertools.product(activations, outputs, dtypes, inputs, classes):
-        d, k = min(d, kernels.UNROLL + 1), min(k, 3)  # the same compiled variant above these
+        d, k = min(d, kernels.UNROLL + 1), 2 if k == 2 else 3  # the same compiled variant above these
         for loop, parallel in (("block", False), ("tiles", False), ("block", True), ("tiles", True)):
             variants[(act, out, np.dtype(dtype).name, d, k, loop, parallel)] = None
     if processes is None:
@@ -283,7 +293,8 @@ def _compile_variant(variant) -> dict:
     run = kernels.build(*variant).run
     h = 1
     theta = np.zeros(reference.size(d, h, k), dtype)
-    X, y = np.zeros((1, d), dtype), np.zeros(1, np.int64)
+    X = np.zeros((1, d), dtype)
+    y = np.zeros((1, k), dtype) if out == "identity" else np.zeros(1, np.int64)
     args = arguments(X, y, np.empty((0, 0), np.int64), theta, reference.split(theta, d, h, k), 0, 1, 0.01, 0.0,
                      False, True, np.empty((0, k), dtype), 1)
     types = tuple(run.typeof_pyval(a) for a in args)

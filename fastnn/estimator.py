@@ -1,4 +1,4 @@
-"""NeuralNetClassifier: scikit-learn's classifier interface on fastnn's kernels."""
+"""NeuralNetClassifier and NeuralNetRegressor: scikit-learn's estimator interface on fastnn's kernels."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numbers
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
@@ -15,30 +15,13 @@ from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _validate as check
-from .train import train
+from .train import Session, _settings, train
 
-
-class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
-    """One-hidden-layer network classifier trained by fastnn's fused kernels (gradient descent).
-
-    A drop-in for ``MLPClassifier(hidden_layer_sizes=(hidden,), learning_rate="constant")`` with
-    ``solver="sgd"`` (plain steps by default, or momentum) or ``solver="adam"``: same model, same L2 penalty
-    (``reg`` is ``alpha``), with the whole loop of passes, optimiser included, in compiled code.
-    MLPClassifier's defaults: ``solver="adam", lr=0.001, momentum=0.9, batch_size=min(200, n)`` (its
-    early stopping on ``tol`` has no counterpart here: ``passes`` are run in full).
-
-    Parameters
-    ----------
-    hidden : int, default=3
-        Hidden units.
-    activation : {"tanh", "sigmoid", "relu"}, default="tanh"
-    output : {"softmax", "sigmoid"}, default="softmax"
-        Softmax with cross-entropy, or sigmoid outputs with squared error (the article's derivation).
-    lr : float, default=0.5
-        Learning rate.
+# The parameters both estimators share, documented once (each class's docstring adds its own).
+_PARAMETERS = """
     reg : float, default=1e-4
         L2 strength: the loss is ``(sum of sample losses + reg/2 (|W1|^2 + |W2|^2)) / n``, which is
-        ``MLPClassifier``'s ``alpha`` (same default).
+        scikit-learn's ``alpha`` (same default).
     passes : int, default=2000
         Passes over the data (epochs); with ``batch_size`` each makes ceil(n / batch_size) updates.
     batch_size : int or None, default=None
@@ -54,7 +37,7 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
         Seeds the initialisation and the shuffles. An int is used as ``fastnn.train``'s ``seed``, so
         ``random_state=0`` starts from the tutorial's weights; None or a RandomState draws a seed.
     verbose : bool, default=False
-        Print ``Iteration %d, loss = %.8f`` (MLPClassifier's line) for each recorded loss, when the
+        Print ``Iteration %d, loss = %.8f`` (scikit-learn's MLP line) for each recorded loss, when the
         compiled loop returns.
     warm_start : bool, default=False
         ``fit`` continues from the current weights instead of starting afresh.
@@ -64,35 +47,34 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
     n_threads : int or None, default=None
         Threads for large n (None: all of Numba's; 1: the serial kernel).
     solver : {"sgd", "adam"}, default="sgd"
-        Plain gradient steps (with ``momentum``) or Adam, stepped inside the compiled loop as
-        MLPClassifier's optimisers step (``lr`` is ``learning_rate_init``). ``warm_start`` and
-        ``partial_fit`` continue with the optimiser's state.
+        Plain gradient steps (with ``momentum``) or Adam, stepped inside the compiled loop as scikit-learn's
+        MLP optimisers step (``lr`` is ``learning_rate_init``). ``warm_start`` and ``partial_fit`` continue
+        with the optimiser's state.
     momentum : float in [0, 1), default=0.0
-        "sgd" only; MLPClassifier's default is 0.9.
+        "sgd" only; scikit-learn's default is 0.9.
     nesterovs_momentum : bool, default=True
-        "sgd" with momentum only: Nesterov's momentum, as MLPClassifier's default.
+        "sgd" with momentum only: Nesterov's momentum, as scikit-learn's default.
     beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
-        "adam" only, as MLPClassifier's.
+        "adam" only, as scikit-learn's.
     learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
-        "sgd" only, as MLPClassifier's: after each pass, ``lr / (t + 1) ** power_t`` with t the samples seen
+        "sgd" only, as scikit-learn's: after each pass, ``lr / (t + 1) ** power_t`` with t the samples seen
         ("invscaling"), or ``lr / 5`` each time ``n_iter_no_change`` passes fail to improve by ``tol``
         ("adaptive"; it stops when the rate falls below 1e-6).
     power_t : float, default=0.5
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the training data (stratified, seeded by ``random_state``) and
-        stop when its accuracy has not improved by ``tol`` for ``n_iter_no_change`` passes; the model of
-        the best accuracy is kept (``validation_scores_``, ``best_validation_score_``).
+        Hold out ``validation_fraction`` of the training data (seeded by ``random_state``; stratified for a
+        classifier) and stop when its score (accuracy, or R^2 for a regressor) has not improved by ``tol``
+        for ``n_iter_no_change`` passes; the model of the best score is kept (``validation_scores_``,
+        ``best_validation_score_``).
     validation_fraction : float, default=0.1
     n_iter_no_change : int, default=10
     tol : float or None, default=None
-        The improvement that counts (MLPClassifier's default is 1e-4). None: without early stopping,
+        The improvement that counts (scikit-learn's default is 1e-4). None: without early stopping,
         every pass runs (fastnn's default); with it, 1e-4. A number without early stopping: stop when the
         training loss (after each pass, on all the data) has not improved by tol for n_iter_no_change
-        passes, as MLPClassifier does.
+        passes, as scikit-learn's MLPs do."""
 
-    Attributes
-    ----------
-    classes_ : ndarray (n_classes,)
+_ATTRIBUTES = """
     n_features_in_ : int
     feature_names_in_ : ndarray (n_features_in_,)
         Only when X has string column names.
@@ -103,7 +85,165 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
     loss_curve_ : list of float
         Training loss after every ``loss_every`` passes and after the last.
     n_iter_ : int
-        Passes run, summed over warm starts and ``partial_fit`` calls.
+        Passes run, summed over warm starts and ``partial_fit`` calls."""
+
+
+class _NeuralNet(BaseEstimator):
+    """What both estimators share: training by fastnn.train (pass by pass for the stopping rules and the
+    schedules), their parameters' checks and the fitted attributes. A subclass names its output (_output),
+    how its held-out score is taken (_held_out_score) and whether its validation split is stratified."""
+
+    _stratify = False
+
+    def _output(self) -> str:
+        raise NotImplementedError
+
+    def _held_out_score(self, model, X, y) -> float:
+        raise NotImplementedError
+
+    coefs_ = property(lambda self: [self._model("coefs_").W1, self.model_.W2])
+    intercepts_ = property(lambda self: [self._model("intercepts_").b1, self.model_.b2])
+    n_iter_ = property(lambda self: int(self._model("n_iter_").settings["passes"]))
+    loss_curve_ = property(lambda self: _after_start(self._model("loss_curve_").loss_history).tolist())
+
+    def _model(self, name):
+        if "model_" not in self.__dict__:
+            raise NotFittedError(f"This {type(self).__name__} instance has no {name} yet: call fit first")
+        return self.model_
+
+    def _validate(self, X):
+        """X checked by scikit-learn against the fitted n_features_in_ and feature names."""
+        check_is_fitted(self, "model_")
+        return validate_data(self, X, reset=False, dtype=self.model_.dtype, order="C")
+
+    def _dtypes(self):
+        return [np.float64, np.float32] if self.dtype is None else check.dtype_of(self.dtype)
+
+    def _train(self, X, y, n_outputs, passes, warm, sample_weight=None, incremental=False):
+        """Run fastnn.train on X and the encoded y (labels 0..k-1, or targets) for `passes` passes
+        (continuing model_ if warm), then set model_."""
+        init = self.model_ if warm else None
+        if init is not None and init.hidden != self.hidden:
+            raise ValueError(f"hidden={self.hidden}, but the fitted model has {init.hidden} hidden units: "
+                             "set warm_start=False (or fit afresh) to change it")
+        if init is None:
+            self._seed = self._fresh_seed()
+            seed = self._seed
+        else:  # another shuffle stream for each continuation, reproducible from random_state
+            seed = int(np.random.SeedSequence([self._seed, init.settings["passes"]]).generate_state(1)[0])
+        loss_every = self.loss_every if self.loss_every is not None else max(1, passes // 100)
+        options = dict(reg=self.reg, seed=seed, activation=self.activation, output=self._output(),
+                       reduction=self.reduction, batch_size=self.batch_size, shuffle=self.shuffle, dtype=self.dtype,
+                       n_classes=n_outputs, n_threads=self.n_threads, solver=self.solver,
+                       momentum=self.momentum, nesterov=self.nesterovs_momentum, beta_1=self.beta_1,
+                       beta_2=self.beta_2, epsilon=self.epsilon, init_scheme=self.init_scheme)
+        if self._by_pass() and not incremental:  # partial_fit: one pass, as scikit-learn's (no stopping rule)
+            model = self._train_by_pass(X, y, passes, init, options, sample_weight)
+        else:
+            model = train(X, y, self.hidden, passes=passes, lr=self.lr, loss_every=loss_every, init=init,
+                          sample_weight=sample_weight, **options)
+        self.model_ = model
+        if self.verbose:
+            start = 0 if init is None else init.settings["passes"]
+            for done, loss in model.loss_history:
+                if done > start:
+                    print("Iteration %d, loss = %.8f" % (done, loss))
+
+    def _by_pass(self):
+        """Whether fit runs pass by pass, for early stopping, a stopping tol or a learning-rate schedule."""
+        schedule = check.choice(self.learning_rate, "learning_rate", ("constant", "invscaling", "adaptive"))
+        return self.early_stopping or self.tol is not None or schedule != "constant"
+
+    def _train_by_pass(self, X, y, passes, init, options, sample_weight):
+        """fastnn.train one pass at a time (the optimiser's state carried by init=), with scikit-learn's
+        rules between passes: the learning-rate schedule, the count of passes without improvement, and early
+        stopping on a held-out fraction (its best model is kept)."""
+        check.flag(self.early_stopping, "early_stopping")
+        tol = 1e-4 if self.tol is None else check.real(self.tol, "tol")
+        patience = check.integer(self.n_iter_no_change, "n_iter_no_change")
+        power_t = check.real(self.power_t, "power_t")
+        X_val = y_val = None
+        if self.early_stopping:
+            fraction = check.real(self.validation_fraction, "validation_fraction", strict=True)
+            if fraction >= 1:
+                raise ValueError(f"validation_fraction must be in (0, 1); got {fraction!r}")
+            parts = train_test_split(X, y, *(() if sample_weight is None else (np.asarray(sample_weight),)),
+                                     test_size=fraction, stratify=y if self._stratify else None,
+                                     random_state=self._seed)
+            X, X_val, y, y_val = parts[:4]
+            if len(y_val) < 2:  # no score to compare (scikit-learn's MLPs refuse it alike)
+                raise ValueError(f"validation_fraction={fraction} of {len(y) + len(y_val)} samples holds out "
+                                 f"{len(y_val)}: too few to score; increase validation_fraction or the data")
+            sample_weight = parts[4] if sample_weight is not None else None
+        lr, seen = self.lr, 0 if init is None else init.settings["passes"] * len(y)
+        best, best_model, stale = -np.inf, None, 0
+        self.validation_scores_ = [] if self.early_stopping else None
+        options = dict(options)
+        data = dict(dtype=options.pop("dtype"), n_classes=options.pop("n_classes"))
+        settings = _settings(hidden=self.hidden, passes=passes, lr=lr, backend="numba", loss_every=1, init=init,
+                             stop=None, **options)
+        session = Session(X, y, settings, init=init, sample_weight=sample_weight, **data)
+        live = session.model()  # shares the parameters as they train: for the held-out score
+        for _ in range(passes):
+            loss = session.advance(1, lr)
+            seen += len(y)
+            if self.early_stopping:  # scikit-learn's rule: the score on the held-out part
+                score = self._held_out_score(live, X_val, y_val)
+                self.validation_scores_.append(score)
+            else:  # the training loss, negated so that larger is better in both
+                score = -loss
+            stale = stale + 1 if score < best + tol else 0
+            if score > best:
+                best, best_model = score, session.model(copy=True) if self.early_stopping else None
+            if self.learning_rate == "invscaling" and self.solver == "sgd":
+                lr = self.lr / (seen + 1) ** power_t
+            if stale > patience:
+                if self.learning_rate == "adaptive" and self.solver == "sgd" and lr > 1e-6:
+                    lr, stale = lr / 5, 0
+                else:
+                    break
+        model = session.finish()
+        if self.early_stopping:
+            self.best_validation_score_ = best
+            history = model.loss_history  # the whole run's losses; the parameters of the best pass
+            best_model.loss_history = history
+            best_model.settings["passes"] = model.settings["passes"]
+            return best_model
+        self.best_loss_ = -best
+        return model
+
+    def _fresh_seed(self):
+        rng = check_random_state(self.random_state)  # also rejects what is not a seed
+        if isinstance(self.random_state, numbers.Integral):
+            return int(self.random_state)
+        return int(rng.randint(np.iinfo(np.int32).max))
+
+
+class NeuralNetClassifier(ClassifierMixin, _NeuralNet):
+    __doc__ = """One-hidden-layer network classifier trained by fastnn's fused kernels (gradient descent).
+
+    A drop-in for ``MLPClassifier(hidden_layer_sizes=(hidden,))`` with ``solver="sgd"`` (plain steps by
+    default, or momentum) or ``solver="adam"``: same model, same L2 penalty (``reg`` is ``alpha``), the same
+    learning-rate schedules and stopping rules, with the whole loop of passes, optimiser included, in
+    compiled code. MLPClassifier's defaults: ``solver="adam", lr=0.001, momentum=0.9,
+    batch_size=min(200, n), passes=200, tol=1e-4``.
+
+    Parameters
+    ----------
+    hidden : int, default=3
+        Hidden units.
+    activation : {"tanh", "sigmoid", "relu"}, default="tanh"
+    output : {"softmax", "sigmoid"}, default="softmax"
+        Softmax with cross-entropy, or sigmoid outputs with squared error (the article's derivation).
+    lr : float, default=0.5
+        Learning rate (see Notes).""" + _PARAMETERS + """
+    init_scheme : {"tutorial", "glorot"}, default="tutorial"
+        The tutorial's initialisation (zero biases), or MLPClassifier's (Glorot-uniform weights and biases;
+        see ``fastnn.train.init_params``).
+
+    Attributes
+    ----------
+    classes_ : ndarray (n_classes,)""" + _ATTRIBUTES + """
 
     Notes
     -----
@@ -118,6 +258,8 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
     shape, several seconds; the machine code is cached on disk for later processes.
     """
 
+    _stratify = True
+
     def __init__(self, hidden: int = 3, activation: str = "tanh", output: str = "softmax", lr: float = 0.5,
                  reg: float = 1e-4, passes: int = 2000, batch_size: int | None = None, reduction: str = "mean",
                  shuffle: bool = True, dtype: str | None = "float64", random_state=None, verbose: bool = False,
@@ -125,34 +267,8 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
                  solver: str = "sgd", momentum: float = 0.0, nesterovs_momentum: bool = True, beta_1: float = 0.9,
                  beta_2: float = 0.999, epsilon: float = 1e-8, learning_rate: str = "constant", power_t: float = 0.5,
                  early_stopping: bool = False, validation_fraction: float = 0.1, n_iter_no_change: int = 10,
-                 tol: float | None = None):
-        self.hidden = hidden
-        self.activation = activation
-        self.output = output
-        self.lr = lr
-        self.reg = reg
-        self.passes = passes
-        self.batch_size = batch_size
-        self.reduction = reduction
-        self.shuffle = shuffle
-        self.dtype = dtype
-        self.random_state = random_state
-        self.verbose = verbose
-        self.warm_start = warm_start
-        self.loss_every = loss_every
-        self.n_threads = n_threads
-        self.solver = solver
-        self.momentum = momentum
-        self.nesterovs_momentum = nesterovs_momentum
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.learning_rate = learning_rate
-        self.power_t = power_t
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.tol = tol
+                 tol: float | None = None, init_scheme: str = "tutorial"):
+        _keep(self, locals())
 
     def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> NeuralNetClassifier:
         """Train on X (n, d) and labels y (n,), samples weighted by sample_weight (n,) if given (see
@@ -163,7 +279,7 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
         if warm and not np.array_equal(classes, self.classes_):
             raise ValueError(f"warm_start needs y with the classes of the previous fit, {self.classes_}; "
                              f"got {classes}. Set warm_start=False to refit from scratch")
-        self._train(X, y, classes, self.passes, warm, sample_weight)
+        self._fit_labels(X, y, classes, self.passes, warm, sample_weight)
         return self
 
     def partial_fit(self, X: ArrayLike, y: ArrayLike, classes: ArrayLike | None = None,
@@ -182,8 +298,8 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"classes={classes} differs from classes_={self.classes_} of the "
                                  "previous calls")
         X, y = self._validate_fit(X, y, reset=first)
-        self._train(X, y, self.classes_ if classes is None else classes, 1, not first, sample_weight,
-                    incremental=True)
+        self._fit_labels(X, y, self.classes_ if classes is None else classes, 1, not first, sample_weight,
+                         incremental=True)
         return self
 
     def predict_proba(self, X: ArrayLike) -> NDArray[np.floating]:
@@ -201,122 +317,131 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
         X = self._validate(X)
         return self.classes_[self.model_.predict(X)]
 
-    coefs_ = property(lambda self: [self._model("coefs_").W1, self.model_.W2])
-    intercepts_ = property(lambda self: [self._model("intercepts_").b1, self.model_.b2])
-    n_iter_ = property(lambda self: int(self._model("n_iter_").settings["passes"]))
-    loss_curve_ = property(lambda self: _after_start(self._model("loss_curve_").loss_history).tolist())
+    def _output(self):
+        return self.output
 
-    def _model(self, name):
-        if "model_" not in self.__dict__:
-            raise NotFittedError(f"This {type(self).__name__} instance has no {name} yet: call fit first")
-        return self.model_
-
-    def _validate(self, X):
-        """X checked by scikit-learn against the fitted n_features_in_ and feature names."""
-        check_is_fitted(self, "model_")
-        return validate_data(self, X, reset=False, dtype=self.model_.dtype, order="C")
+    def _held_out_score(self, model, X, y):
+        return float(np.mean(model.predict(X) == y))
 
     def _validate_fit(self, X, y, reset):
         """X and y checked by scikit-learn, which also records (reset) or checks n_features_in_ and names."""
-        dtype = [np.float64, np.float32] if self.dtype is None else check.dtype_of(self.dtype)
-        X, y = validate_data(self, X, y, reset=reset, dtype=dtype, order="C")
+        X, y = validate_data(self, X, y, reset=reset, dtype=self._dtypes(), order="C")
         check_classification_targets(y)
         return X, y
 
-    def _train(self, X, y, classes, passes, warm, sample_weight=None, incremental=False):
-        """Run fastnn.train for `passes` passes (continuing model_ if warm), then set model_ and classes_."""
+    def _fit_labels(self, X, y, classes, passes, warm, sample_weight=None, incremental=False):
+        """Train on y encoded as 0..len(classes)-1, then set classes_."""
         if len(classes) < 2:
             raise ValueError(f"{type(self).__name__} needs at least two classes; y has only one class: "
                              f"{classes[0]!r}")
         encoder = LabelEncoder()
         encoder.classes_ = classes
         y = encoder.transform(y)  # a label outside classes raises here
-        init = self.model_ if warm else None
-        if init is not None and init.hidden != self.hidden:
-            raise ValueError(f"hidden={self.hidden}, but the fitted model has {init.hidden} hidden units: "
-                             "set warm_start=False (or fit afresh) to change it")
-        if init is None:
-            self._seed = self._fresh_seed()
-            seed = self._seed
-        else:  # another shuffle stream for each continuation, reproducible from random_state
-            seed = int(np.random.SeedSequence([self._seed, init.settings["passes"]]).generate_state(1)[0])
-        loss_every = self.loss_every if self.loss_every is not None else max(1, passes // 100)
-        options = dict(reg=self.reg, seed=seed, activation=self.activation, output=self.output,
-                       reduction=self.reduction, batch_size=self.batch_size, shuffle=self.shuffle, dtype=self.dtype,
-                       n_classes=len(classes), n_threads=self.n_threads, solver=self.solver,
-                       momentum=self.momentum, nesterov=self.nesterovs_momentum, beta_1=self.beta_1,
-                       beta_2=self.beta_2, epsilon=self.epsilon)
-        if self._by_pass() and not incremental:  # partial_fit: one pass, as MLPClassifier's (no stopping rule)
-            model = self._train_by_pass(X, y, passes, init, options, sample_weight)
-        else:
-            model = train(X, y, self.hidden, passes=passes, lr=self.lr, loss_every=loss_every, init=init,
-                          sample_weight=sample_weight, **options)
-        self.model_, self.classes_ = model, classes
-        if self.verbose:
-            start = 0 if init is None else init.settings["passes"]
-            for done, loss in model.loss_history:
-                if done > start:
-                    print("Iteration %d, loss = %.8f" % (done, loss))
+        self._train(X, y, len(classes), passes, warm, sample_weight, incremental)
+        self.classes_ = classes
 
-    def _by_pass(self):
-        """Whether fit runs pass by pass, for early stopping, a stopping tol or a learning-rate schedule."""
-        schedule = check.choice(self.learning_rate, "learning_rate", ("constant", "invscaling", "adaptive"))
-        return self.early_stopping or self.tol is not None or schedule != "constant"
 
-    def _train_by_pass(self, X, y, passes, init, options, sample_weight):
-        """fastnn.train one pass at a time (the optimiser's state carried by init=), with MLPClassifier's
-        rules between passes: the learning-rate schedule, the count of passes without improvement, and early
-        stopping on a held-out fraction (its best model is kept)."""
-        check.flag(self.early_stopping, "early_stopping")
-        tol = 1e-4 if self.tol is None else check.real(self.tol, "tol")
-        patience = check.integer(self.n_iter_no_change, "n_iter_no_change")
-        power_t = check.real(self.power_t, "power_t")
-        X_val = y_val = None
-        if self.early_stopping:
-            fraction = check.real(self.validation_fraction, "validation_fraction", strict=True)
-            if fraction >= 1:
-                raise ValueError(f"validation_fraction must be in (0, 1); got {fraction!r}")
-            parts = train_test_split(X, y, *(() if sample_weight is None else (np.asarray(sample_weight),)),
-                                     test_size=fraction, stratify=y, random_state=self._seed)
-            X, X_val, y, y_val = parts[:4]
-            sample_weight = parts[4] if sample_weight is not None else None
-        lr, seen = self.lr, 0 if init is None else init.settings["passes"] * len(y)
-        best, best_model, stale = -np.inf, None, 0
-        self.validation_scores_ = [] if self.early_stopping else None
-        model = init
-        for _ in range(passes):
-            model = train(X, y, self.hidden, passes=1, lr=lr, loss_every=1, init=model,
-                          sample_weight=sample_weight, **options)
-            seen += len(y)
-            if self.early_stopping:  # MLPClassifier's rule: accuracy on the held-out part
-                score = float(np.mean(model.predict(X_val) == y_val))
-                self.validation_scores_.append(score)
-            else:  # the training loss, negated so that larger is better in both
-                score = -float(model.loss_history[-1, 1])
-            stale = stale + 1 if score < best + tol else 0
-            if score > best:
-                best, best_model = score, model
-            if self.learning_rate == "invscaling" and self.solver == "sgd":
-                lr = self.lr / (seen + 1) ** power_t
-            if stale > patience:
-                if self.learning_rate == "adaptive" and self.solver == "sgd" and lr > 1e-6:
-                    lr, stale = lr / 5, 0
-                else:
-                    break
-        if self.early_stopping:
-            self.best_validation_score_ = best
-            history = model.loss_history  # the whole run's losses; the parameters of the best pass
-            best_model.loss_history = history
-            best_model.settings["passes"] = model.settings["passes"]
-            return best_model
-        self.best_loss_ = -best
-        return model
+class NeuralNetRegressor(RegressorMixin, _NeuralNet):
+    __doc__ = """One-hidden-layer network regressor trained by fastnn's fused kernels (gradient descent):
+    identity outputs, squared error, one or many targets.
 
-    def _fresh_seed(self):
-        rng = check_random_state(self.random_state)  # also rejects what is not a seed
-        if isinstance(self.random_state, numbers.Integral):
-            return int(self.random_state)
-        return int(rng.randint(np.iinfo(np.int32).max))
+    A drop-in for ``MLPRegressor(hidden_layer_sizes=(hidden,))`` as NeuralNetClassifier is for MLPClassifier
+    (the same parameters but ``output``, the same optimisers, schedules and stopping rules). Its loss per
+    sample is half the squared error summed over the targets; MLPRegressor's ``loss_`` averages the
+    targets' terms instead (the same for one target, and the same gradient steps in every case).
+    MLPRegressor's defaults: ``solver="adam", lr=0.001, momentum=0.9, batch_size=min(200, n), passes=200,
+    tol=1e-4``.
+
+    Parameters
+    ----------
+    hidden : int, default=3
+        Hidden units.
+    activation : {"tanh", "sigmoid", "relu"}, default="tanh"
+    lr : float, default=0.1
+        Learning rate (see Notes).""" + _PARAMETERS + """
+    init_scheme : {"glorot", "tutorial"}, default="glorot"
+        MLPRegressor's initialisation (Glorot-uniform weights and biases; see ``fastnn.train.init_params``),
+        or the tutorial's (zero biases; see Notes).
+
+    Attributes
+    ----------
+    n_outputs_ : int
+        The number of targets.""" + _ATTRIBUTES + """
+
+    Notes
+    -----
+    Why ``lr=0.1``, not the classifier's 0.5: an identity output's step grows with the targets' errors and
+    with the number of hidden units feeding it. On standardised diabetes and Friedman #1 data (5-fold
+    cross-validation, hidden 3 and 32, full batch and mini-batches of 32), 0.1 was stable in every case and
+    within 0.03 R^2 of the best rate; 0.5 diverged with 32 units in mini-batches.
+
+    Why Glorot's initialisation: its random biases spread the tanh units' centres over the inputs, where the
+    tutorial's zero biases put them all at the origin. On Friedman #1 (8 units, 1000 full-batch passes, 20
+    seeds) the held-out R^2 was 0.844 with it and 0.810 with the tutorial's; MLPRegressor's was 0.844.
+
+    Like MLPRegressor, it assumes standardised features and targets of moderate scale: targets in the
+    hundreds (load_diabetes's) make the step hundreds of times larger, and the run diverges (a
+    DivergenceError says so). Standardise them, e.g. with
+    ``TransformedTargetRegressor(make_pipeline(StandardScaler(), NeuralNetRegressor()),
+    transformer=StandardScaler())``.
+    """
+
+    def __init__(self, hidden: int = 3, activation: str = "tanh", lr: float = 0.1,
+                 reg: float = 1e-4, passes: int = 2000, batch_size: int | None = None, reduction: str = "mean",
+                 shuffle: bool = True, dtype: str | None = "float64", random_state=None, verbose: bool = False,
+                 warm_start: bool = False, loss_every: int | None = None, n_threads: int | None = None,
+                 solver: str = "sgd", momentum: float = 0.0, nesterovs_momentum: bool = True, beta_1: float = 0.9,
+                 beta_2: float = 0.999, epsilon: float = 1e-8, learning_rate: str = "constant", power_t: float = 0.5,
+                 early_stopping: bool = False, validation_fraction: float = 0.1, n_iter_no_change: int = 10,
+                 tol: float | None = None, init_scheme: str = "glorot"):
+        _keep(self, locals())
+
+    def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> NeuralNetRegressor:
+        """Train on X (n, d) and targets y (n,) or (n, n_targets), samples weighted by sample_weight (n,) if
+        given (see ``fastnn.train``); with ``warm_start``, from the current weights."""
+        warm = self.warm_start and hasattr(self, "model_")
+        X, y = self._validate_fit(X, y, reset=not warm)
+        self._train(X, y, None, self.passes, warm, sample_weight)
+        self.n_outputs_ = self.model_.n_classes
+        return self
+
+    def partial_fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> NeuralNetRegressor:
+        """One pass over X (one epoch of mini-batches with ``batch_size``) at the rate ``lr``, with no stopping
+        rule (as MLPRegressor's partial_fit); the optimiser's state carries over. Returns self."""
+        first = not hasattr(self, "model_")
+        X, y = self._validate_fit(X, y, reset=first)
+        self._train(X, y, None, 1, not first, sample_weight, incremental=True)
+        self.n_outputs_ = self.model_.n_classes
+        return self
+
+    def predict(self, X: ArrayLike) -> NDArray[np.floating]:
+        """The predicted targets: (n,) for one target, as MLPRegressor's, else (n, n_outputs_)."""
+        X = self._validate(X)
+        P = self.model_.predict(X)
+        return P.ravel() if P.shape[1] == 1 else P
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True  # y may have several columns
+        return tags
+
+    def _output(self):
+        return "identity"
+
+    def _held_out_score(self, model, X, y):
+        return model.score(X, y)
+
+    def _validate_fit(self, X, y, reset):
+        """X and y checked by scikit-learn, which also records (reset) or checks n_features_in_ and names."""
+        return validate_data(self, X, y, reset=reset, dtype=self._dtypes(), order="C", multi_output=True,
+                             y_numeric=True)
+
+
+def _keep(estimator, params):
+    """Each __init__ argument as an attribute of the same name, unchanged (scikit-learn's convention)."""
+    for name, value in params.items():
+        if name != "self":
+            setattr(estimator, name, value)
 
 
 def _after_start(history):

@@ -14,7 +14,8 @@ SETTINGS = check.SETTINGS
 _NO_ORDER, _NO_LABELS = np.empty((0, 0), np.int64), np.empty(0, np.int64)
 
 class Model:
-    """A one-hidden-layer network: ``p = out(f(X W1 + b1) W2 + b2)``.
+    """A one-hidden-layer network: ``p = out(f(X W1 + b1) W2 + b2)``, a classifier (softmax or sigmoid
+    outputs) or a regressor (identity outputs; ``n_classes`` is then its number of targets).
 
     Parameters
     ----------
@@ -34,9 +35,11 @@ class Model:
         n_features = check.integer(n_features, "n_features")
         hidden = check.integer(hidden, "hidden")
         k, rest = divmod(theta.size - n_features * hidden - hidden, hidden + 1)
-        if rest or k < 2:
+        fewest = 1 if settings.get("output") == "identity" else 2
+        if rest or k < fewest:
             raise ValueError(f"theta has {theta.size} values, which fits no network with {n_features} "
-                             f"inputs, {hidden} hidden units and >= 2 classes")
+                             f"inputs, {hidden} hidden units and >= {fewest} "
+                             f"{'outputs' if fewest == 1 else 'classes'}")
         self.theta = theta
         self.n_features, self.hidden, self.n_classes = n_features, hidden, k
         self.settings = dict(settings, hidden=hidden)
@@ -81,6 +84,15 @@ class Model:
         return engine.plan(s["backend"], s["activation"], s["output"], self.dtype, self.n_features, self.hidden,
                            self.n_classes, n)
 
+    @property
+    def regressor(self) -> bool:
+        """Whether the outputs are real values (identity outputs), not class scores."""
+        return self.settings.get("output") == "identity"
+
+    def _y(self, y, n):
+        """y checked as this model's targets or labels."""
+        return check.outcomes(y, n, self.settings["output"], self.dtype, n_classes=self.n_classes)[0]
+
     def _evaluate(self, run, X, y, P):
         """The loss on (X, y) (y may be empty: no loss) and the outputs into P (may have no rows)."""
         theta = self.theta if self.theta.flags.writeable else self.theta.copy()  # one compiled signature
@@ -113,33 +125,42 @@ class Model:
         run = self._engine(X.shape[0])
         self._budget(X, run.slots, self.n_classes * (self.dtype.itemsize + 1) + extra)
         P = np.empty((X.shape[0], self.n_classes), self.dtype)
-        self._evaluate(run, X, _NO_LABELS, P)
+        no_y = np.empty((0, self.n_classes), self.dtype) if self.regressor else _NO_LABELS
+        self._evaluate(run, X, no_y, P)
         return self._finite(P, X, "outputs")
 
     def predict_proba(self, X: ArrayLike) -> NDArray[np.floating]:
         """Class probabilities (n, k); sigmoid outputs are normalised to sum to 1 per row."""
+        if self.regressor:
+            raise ValueError("a model with identity outputs (a regressor) has no class probabilities: "
+                             "use predict")
         P = self._outputs(self._X(X), extra=2 * self.dtype.itemsize)
         if self.settings["output"] == "sigmoid":
             P /= np.maximum(P.sum(axis=1, keepdims=True), np.finfo(P.dtype).tiny)
         return P
 
-    def predict(self, X: ArrayLike) -> NDArray[np.int64]:
-        """Most probable class per row (n,), int64."""
+    def predict(self, X: ArrayLike) -> NDArray:
+        """Most probable class per row (n,), int64; a regressor's outputs (n, k)."""
+        if self.regressor:
+            return self._outputs(self._X(X))
         return np.argmax(self._outputs(self._X(X), extra=8), axis=1)
 
     def loss(self, X: ArrayLike, y: ArrayLike) -> float:
         """The training objective: (data loss + reg/2 (|W1|^2 + |W2|^2)) / n (the tutorial's calculate_loss)."""
         X = self._X(X)
-        y, _ = check.labels(y, X.shape[0], n_classes=self.n_classes)
+        y = self._y(y, X.shape[0])
         run = self._engine(X.shape[0])
         self._budget(X, run.slots, 0, labels=True)
         value = self._evaluate(run, X, y, np.empty((0, self.n_classes), self.dtype))
         return self._finite(value, X, "loss")
 
     def score(self, X: ArrayLike, y: ArrayLike) -> float:
-        """Accuracy: the fraction of rows whose predicted class is y."""
+        """Accuracy: the fraction of rows whose predicted class is y; for a regressor, the coefficient of
+        determination R^2, averaged over the targets (scikit-learn's ``r2_score``)."""
         X = self._X(X)
-        y, _ = check.labels(y, X.shape[0], n_classes=self.n_classes)
+        y = self._y(y, X.shape[0])
+        if self.regressor:
+            return r2_score(y, self._outputs(X))
         return float(np.mean(np.argmax(self._outputs(X, extra=9), axis=1) == y))
 
     def save(self, path: modelfile.Path | IO[bytes]) -> None:
@@ -165,6 +186,17 @@ def call_bytes(n: int, d: int, h: int, k: int, dtype: np.dtype, backend: str, sl
     if backend == "numpy":
         nbytes += n * ((d + 2 * h + 2 * k + 2) * itemsize + 8 * max(h, k) * 8 + 8 * 8)
     return nbytes
+
+
+def r2_score(y: NDArray, prediction: NDArray, sample_weight: NDArray | None = None) -> float:
+    """1 - (squared error) / (squared deviation from the mean) per column of y (n, k), averaged over the
+    columns, as scikit-learn's ``r2_score``: a constant column scores 1 if predicted exactly, else 0."""
+    y, prediction = np.asarray(y, np.float64), np.asarray(prediction, np.float64)
+    w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    residual = w @ (y - prediction) ** 2
+    total = w @ (y - w @ y / w.sum()) ** 2
+    scores = np.where(total > 0, 1 - residual / np.where(total > 0, total, 1), (residual == 0) * 1.0)
+    return float(scores.mean())
 
 
 def load(path: modelfile.Path | IO[bytes]) -> Model:

@@ -251,7 +251,7 @@ def _meta(archive):
         raise ValueError(f"metadata keys {sorted(meta)}, expected {sorted(META)}")
     check.settings(meta["settings"])
     check.integer(meta["n_features"], "n_features")
-    check.integer(meta["n_classes"], "n_classes", minimum=2)
+    check.integer(meta["n_classes"], "n_classes", minimum=1 if meta["settings"]["output"] == "identity" else 2)
     if not isinstance(meta["dtype"], str) or meta["dtype"] not in check.DTYPES:
         raise ValueError(f"dtype {meta['dtype']!r:.30}, expected one of {list(check.DTYPES)}")
     return meta

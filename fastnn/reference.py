@@ -29,7 +29,8 @@ ACTIVATIONS = {
     "sigmoid": (sigmoid, lambda a: a * (1 - a)),
     "relu": (relu, lambda a: (a > 0).astype(a.dtype)),
 }
-OUTPUTS = ("softmax", "sigmoid")  # softmax + cross-entropy; sigmoid + squared error
+# softmax + cross-entropy; sigmoid + squared error; identity + squared error (regression: y holds real targets)
+OUTPUTS = ("softmax", "sigmoid", "identity")
 SOLVERS = ("sgd", "momentum", "adam")
 
 
@@ -58,11 +59,14 @@ def split(theta, d, h, k):
 
 def load_block(X, y, weights, order, e, start, m, XB, yb, wb):
     """XB[:, :m], yb[:m], wb[:m] = X[i].T, y[i], weights[i] for i = order[e, start:start+m] (order with no
-    rows: start..); y and weights may have no rows."""
+    rows: start..); targets (y (n, k)) go to yb[:, :m] = y[i].T; y and weights may have no rows."""
     i = order[e, start: start + m] if order.shape[0] else slice(start, start + m)
     XB[:, :m] = X[i].T
     if y.shape[0]:
-        yb[:m] = y[i]
+        if y.ndim == 2:
+            yb[:, :m] = y[i].T
+        else:
+            yb[:m] = y[i]
     if weights.shape[0]:
         wb[:m] = weights[i]
 
@@ -123,9 +127,9 @@ def build(act, out, dtype, d, k, loop, parallel=False, solver="sgd", weighted=Fa
         Z2[:, :m] = W2.T @ A1[:, :m] + b2[:, None]
 
     def output_forward(Z2, m, P, S):
-        """P = softmax(Z2) (S = column max, column sum of exp(Z2 - max)) or sigmoid(Z2)."""
-        if out == "sigmoid":
-            P[:, :m] = sigmoid(Z2[:, :m])
+        """P = softmax(Z2) (S = column max, column sum of exp(Z2 - max)), sigmoid(Z2) or Z2 (identity)."""
+        if out != "softmax":
+            P[:, :m] = sigmoid(Z2[:, :m]) if out == "sigmoid" else Z2[:, :m]
             return
         S[0, :m] = Z2[:, :m].max(axis=0)
         with np.errstate(over="ignore"):  # float32 logits far apart: z - max = -inf, exp gives 0 as it should
@@ -134,11 +138,12 @@ def build(act, out, dtype, d, k, loop, parallel=False, solver="sgd", weighted=Fa
         P[:, :m] = E / S[1, :m]
 
     def output_delta(P, yb, wb, m, D3):
-        """D3 = P - onehot(y) (softmax + cross-entropy) or (P - T) P (1 - P) (sigmoid + squared error), times
-        the samples' weights wb if weighted."""
+        """D3 = P - onehot(y) (softmax + cross-entropy), (P - T) P (1 - P) (sigmoid + squared error, T =
+        onehot(y)) or P - yb (identity + squared error, yb: targets), times the samples' weights wb if
+        weighted."""
         p = P[:, :m]
-        t = _onehot(yb, P.shape[0], m, P.dtype)
-        D3[:, :m] = p - t if out == "softmax" else (p - t) * p * (1 - p)
+        t = yb[:, :m] if out == "identity" else _onehot(yb, P.shape[0], m, P.dtype)
+        D3[:, :m] = (p - t) * p * (1 - p) if out == "sigmoid" else p - t
         if weighted:
             D3[:, :m] *= wb[:m]
 
@@ -156,7 +161,8 @@ def build(act, out, dtype, d, k, loop, parallel=False, solver="sgd", weighted=Fa
         W1, b1, W2, b2 = params
         (d, h), k = W1.shape, W2.shape[1]
         XB, A1, Z2, P, S = (np.empty((rows, m), X.dtype) for rows in (d, h, k, k, 2))
-        yb, wb = np.zeros(m, np.int64), np.ones(m, X.dtype)
+        yb = np.zeros((k, m), X.dtype) if out == "identity" else np.zeros(m, np.int64)
+        wb = np.ones(m, X.dtype)
         load_block(X, y, weights, order, e, start, m, XB, yb, wb)
         hidden_forward(XB, m, W1, b1, W2, b2, A1, Z2)
         output_forward(Z2, m, P, S)
@@ -190,7 +196,8 @@ def build(act, out, dtype, d, k, loop, parallel=False, solver="sgd", weighted=Fa
             if out == "softmax":
                 per_sample = np.log(S[1].astype(np.float64)) - (Z2[yb, cols] - S[0])
             else:
-                per_sample = 0.5 * np.sum((Pn.astype(np.float64) - _onehot(yb, k, n, np.float64)) ** 2, axis=0)
+                T = yb.astype(np.float64) if out == "identity" else _onehot(yb, k, n, np.float64)
+                per_sample = 0.5 * np.sum((Pn.astype(np.float64) - T) ** 2, axis=0)
             weight = wb.astype(np.float64) if weighted else np.ones(n)
             penalty = np.sum(params[0].astype(np.float64) ** 2) + np.sum(params[2].astype(np.float64) ** 2)
             penalty = reg / 2 * penalty if reg > 0 else 0.0  # no 0 * inf when reg = 0

@@ -282,6 +282,10 @@ def sweep(X: ArrayLike, y: ArrayLike, hidden: int | Sequence[int] = (1, 2, 3, 4,
         raise ValueError("n_jobs sizes the built-in thread pool: give executor or n_jobs, not both")
     n_jobs = _cores() if n_jobs is None else check.integer(n_jobs, "n_jobs")
 
+    if train_kwargs.get("output") == "identity":
+        raise ValueError("sweep() studies classifiers (it scores accuracy and plots decision boundaries): for "
+                         "identity outputs, call fastnn.train in a loop or use NeuralNetRegressor with "
+                         "scikit-learn's GridSearchCV")
     dtype = check.dtype_of(train_kwargs.get("dtype"), X)
     X = check.features(X, dtype)
     y, k = check.labels(y, X.shape[0], n_classes=train_kwargs.get("n_classes"))

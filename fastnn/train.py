@@ -42,9 +42,43 @@ class _Bar(tqdm):
     monitor_interval = 0
 
 
-def init_params(d: int, h: int, k: int, seed: int, dtype) -> np.ndarray:
-    """The tutorial's initialisation, flat: W1 = randn(d, h)/sqrt(d), b1 = 0, W2 = randn(h, k)/sqrt(h), b2 = 0."""
+class _NoBar:
+    """The bar of a run without progress: a disabled tqdm still costs 0.2 ms to make (it scans every bar of
+    the process), more than a one-pass call of a small network, which the estimator makes each pass."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n):
+        pass
+
+    def set_postfix(self, **kwargs):
+        pass
+
+
+INIT_SCHEMES = ("tutorial", "glorot")
+
+
+def init_params(d: int, h: int, k: int, seed: int, dtype, scheme: str = "tutorial",
+                activation: str = "tanh") -> np.ndarray:
+    """Initial parameters, flat, drawn from ``RandomState(seed)``.
+
+    "tutorial": W1 = randn(d, h)/sqrt(d), b1 = 0, W2 = randn(h, k)/sqrt(h), b2 = 0.
+    "glorot": scikit-learn's MLP initialisation, every weight and bias of a layer of fan_in inputs and fan_out
+    units uniform in +-sqrt(c / (fan_in + fan_out)), c = 2 for sigmoid hidden units and 6 otherwise, drawn
+    in the order W1, b1, W2, b2.
+    """
     rng = np.random.RandomState(seed)
+    if scheme == "glorot":
+        factor = 2 if activation == "sigmoid" else 6
+        parts = []
+        for fan_in, fan_out in ((d, h), (h, k)):
+            bound = np.sqrt(factor / (fan_in + fan_out))
+            parts += [rng.uniform(-bound, bound, fan_in * fan_out), rng.uniform(-bound, bound, fan_out)]
+        return np.concatenate(parts).astype(dtype)
     W1 = rng.randn(d, h) / np.sqrt(d)
     W2 = rng.randn(h, k) / np.sqrt(h)
     return np.concatenate([W1.ravel(), np.zeros(h), W2.ravel(), np.zeros(k)]).astype(dtype)
@@ -90,6 +124,7 @@ class Settings:
     beta_1: float = 0.9
     beta_2: float = 0.999
     epsilon: float = 1e-8
+    init_scheme: str = "tutorial"
 
     @property
     def kernel_solver(self) -> str:
@@ -114,15 +149,15 @@ def train(X: ArrayLike, y: ArrayLike, hidden: int = 3, *, passes: int = 20000, l
           n_threads: int | None = None, init: Model | None = None, shuffle: bool = True,
           stop: Flag | None = None, solver: str = "sgd", momentum: float = 0.0, nesterov: bool = False,
           beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8,
-          sample_weight: ArrayLike | None = None) -> Model:
+          sample_weight: ArrayLike | None = None, init_scheme: str = "tutorial") -> Model:
     """Train a one-hidden-layer network by gradient descent.
 
     Parameters
     ----------
     X : array (n, d)
         Features; any real dtype, any memory order (converted once to C order in ``dtype``).
-    y : array (n,)
-        Integer class labels 0..K-1.
+    y : array (n,) or (n, K)
+        Integer class labels 0..K-1; with ``output="identity"``, real targets (one column each).
     hidden : int
         Hidden units.
     passes : int
@@ -132,8 +167,9 @@ def train(X: ArrayLike, y: ArrayLike, hidden: int = 3, *, passes: int = 20000, l
     seed : int
         Seeds the initialisation (the tutorial's ``np.random.seed(0)``) and the mini-batch shuffles.
     activation : {"tanh", "sigmoid", "relu"}
-    output : {"softmax", "sigmoid"}
-        Softmax with cross-entropy, or sigmoid outputs with squared error.
+    output : {"softmax", "sigmoid", "identity"}
+        Softmax with cross-entropy, sigmoid outputs with squared error, or identity outputs with squared
+        error (regression: a sample's loss is half its summed squared error over the K targets).
     reduction : {"sum", "mean"}
         "sum" steps along the summed gradient, as the tutorial does (the step grows with n); "mean"
         divides it by the number of samples in the batch (use it for large n).
@@ -149,7 +185,8 @@ def train(X: ArrayLike, y: ArrayLike, hidden: int = 3, *, passes: int = 20000, l
     progress : bool
         Show a progress bar, with the last loss.
     n_classes : int, optional
-        K, when y need not show every class (default: max(y) + 1, and y must hold two classes).
+        K, when y need not show every class (default: max(y) + 1, and y must hold two classes); for
+        identity outputs, the number of targets if given (y's columns).
     n_threads : int, optional
         Threads for large n (default: all of Numba's); 1 runs the serial kernel.
     init : Model, optional
@@ -176,6 +213,9 @@ def train(X: ArrayLike, y: ArrayLike, hidden: int = 3, *, passes: int = 20000, l
         Weights of the samples, as scikit-learn's: each sample's gradient and loss are times its weight,
         and with ``reduction="mean"`` a batch's gradient and the loss are divided by the sum of its weights
         instead of its size (a weight of 0 then drops the sample; a weight of 2 counts it twice).
+    init_scheme : {"tutorial", "glorot"}
+        How a fresh run draws its parameters from ``seed`` (see ``init_params``): the tutorial's (zero biases)
+        or scikit-learn's MLP initialisation (Glorot-uniform weights and biases).
 
     Returns
     -------
@@ -186,36 +226,107 @@ def train(X: ArrayLike, y: ArrayLike, hidden: int = 3, *, passes: int = 20000, l
     DivergenceError
         When the run failed: its parameters stopped being finite (checked after every update); its loss
         stopped being finite or rose above EXPLODED (1000) times the larger of its starting loss and the
-        loss of predicting the class frequencies (checked after passes 1, 2, 4, 8, ... and then every
-        ``loss_every`` passes, so a diverging run stops within a few passes); or it ended at or above the
-        loss of predicting the class frequencies and above its starting loss (with ``init``, the loss
-        of init's parameters on this data). The message gives the pass, lr and reduction, and what to try.
+        trivial loss, that of predicting the class frequencies (identity outputs: the targets' means)
+        (checked after passes 1, 2, 4, 8, ... and then every ``loss_every`` passes, so a diverging run stops
+        within a few passes); or it ended at or above the trivial loss and above its starting loss (with
+        ``init``, the loss of init's parameters on this data). The message gives the pass, lr and reduction, and what to try.
     Cancelled
         When ``stop`` was set.
     """
     s = _settings(hidden, passes, lr, reg, seed, activation, output, reduction, batch_size, backend, loss_every,
-                  shuffle, n_threads, init, stop, solver, momentum, nesterov, beta_1, beta_2, epsilon)
-    dtype = check.dtype_of(dtype if init is None or dtype is not None else init.dtype, X)
-    X = check.features(X, dtype)
-    n, d = X.shape
-    y, k = check.labels(y, n, n_classes=n_classes if init is None else init.n_classes)
-    weights = check.weights(sample_weight, n, X.dtype)
-    if init is not None and (init.n_features, init.hidden) != (d, s.hidden):
-        raise ValueError(f"init has {init.n_features} features and {init.hidden} hidden units; "
-                         f"X has {d} features and hidden={s.hidden}")
-    batch = n if s.batch_size is None else min(s.batch_size, n)
-    run = engine.plan(s.backend, s.activation, s.output, X.dtype, d, s.hidden, k, n, batch, s.n_threads,
-                      s.kernel_solver, weights is not None)
-    _check_memory(n, d, s.hidden, k, batch, X.dtype, run.slots, shuffled=s.batch_size is not None and s.shuffle,
-                  moments=0 if s.kernel_solver == "sgd" else 2)
-    theta = init_params(d, s.hidden, k, s.seed, X.dtype) if init is None else init.theta.astype(X.dtype)
-    done = 0 if init is None else init.settings["passes"]
-    optimiser = _optimiser(s, theta.size, init)
-    history = _fit(run, X, y, theta, k, s, batch, done, progress, stop, optimiser, weights)
-    previous = [init.loss_history] if init is not None else []
-    model = Model(theta, d, s.hidden, s.stored(done + s.passes), np.concatenate(previous + [history]))
-    model.optimiser = dict(s.optimiser(), state=optimiser[0], steps=int(optimiser[1][5]))
-    return model
+                  shuffle, n_threads, init, stop, solver, momentum, nesterov, beta_1, beta_2, epsilon, init_scheme)
+    session = Session(X, y, s, dtype, n_classes, init, stop, sample_weight)
+    session.advance(s.passes, progress=progress)
+    return session.finish()
+
+
+class Session:
+    """A run between its kernel calls: the data validated, the kernels chosen, the parameters, the optimiser's
+    state, the divergence rules and the loss records.
+
+    train() makes one and advances it by all its passes. The estimators advance theirs a pass at a time, their
+    stopping rules and learning-rate schedules deciding between passes, so a pass costs a kernel call and not
+    a whole train() call's validation and set-up.
+    """
+
+    def __init__(self, X, y, s: Settings, dtype=None, n_classes=None, init: Model | None = None,
+                 stop: Flag | None = None, sample_weight=None):
+        dtype = check.dtype_of(dtype if init is None or dtype is not None else init.dtype, X)
+        X = check.features(X, dtype)
+        n, d = X.shape
+        y, k = check.outcomes(y, n, s.output, X.dtype, n_classes=n_classes if init is None else init.n_classes)
+        weights = check.weights(sample_weight, n, X.dtype)
+        if init is not None and (init.n_features, init.hidden) != (d, s.hidden):
+            raise ValueError(f"init has {init.n_features} features and {init.hidden} hidden units; "
+                             f"X has {d} features and hidden={s.hidden}")
+        self.batch = n if s.batch_size is None else min(s.batch_size, n)
+        self.run = engine.plan(s.backend, s.activation, s.output, X.dtype, d, s.hidden, k, n, self.batch,
+                               s.n_threads, s.kernel_solver, weights is not None)
+        _check_memory(n, d, s.hidden, k, self.batch, X.dtype, self.run.slots,
+                      shuffled=s.batch_size is not None and s.shuffle, moments=0 if s.kernel_solver == "sgd" else 2)
+        self.theta = (init_params(d, s.hidden, k, s.seed, X.dtype, s.init_scheme, s.activation) if init is None
+                      else init.theta.astype(X.dtype))
+        self.s, self.X, self.y, self.k, self.weights, self.stop, self.init = s, X, y, k, weights, stop, init
+        self.done = 0 if init is None else init.settings["passes"]  # passes before this run
+        self.at = 0  # passes of this run
+        self.optimiser = _optimiser(s, self.theta.size, init)
+        self.params = reference.split(self.theta, d, s.hidden, k)
+        self.chunk = _passes_per_call(n, d, s.hidden, k, self.batch)
+        self.monitor = _Monitor(s, X, self.done, _trivial_loss(y, k, s.output, weights), self._call(0, True, s.lr)[1])
+        self.records = [] if self.done else [(0, self.monitor.initial)]
+
+    def _call(self, passes, evaluate, lr):
+        """The next `passes` passes at rate lr, then (evaluate) the loss: (passes completed, loss)."""
+        s, n = self.s, self.X.shape[0]
+        order = (orders(s.seed, self.done + self.at, passes, n) if s.batch_size is not None and s.shuffle and passes
+                 else _NO_ORDER)
+        return self.run(self.X, self.y, order, self.theta, self.params, passes, self.batch, lr, s.reg,
+                        s.reduction == "mean", evaluate, np.empty((0, self.k), self.X.dtype), self.optimiser,
+                        self.weights)
+
+    def advance(self, passes: int, lr: float | None = None, progress: bool = False) -> float:
+        """Run `passes` more passes (at rate lr, default the settings'), in chunks, checking the loss at the
+        checkpoints (see _checkpoints) and recording it every loss_every passes of the whole history and after
+        the last; returns the last loss."""
+        s, start = self.s, self.at
+        lr = s.lr if lr is None else lr
+        bar = _Bar(total=passes, unit="pass", desc=f"train h={s.hidden}") if progress else _NoBar()
+        with bar:
+            for point in _checkpoints(self.done + start, passes, s.loss_every):
+                while self.at < start + point:
+                    if self.stop is not None and self.stop.is_set():
+                        raise Cancelled(f"training stopped after {self.done + self.at} passes", at=self.done + self.at)
+                    step = min(self.chunk, start + point - self.at)
+                    completed, loss = self._call(step, self.at + step == start + point, lr)
+                    if completed < step:
+                        self.monitor.diverged(self.done + self.at + completed + 1, "the parameters became NaN or inf")
+                    self.at += step
+                    bar.update(step)
+                self.monitor.check(self.done + self.at, loss)
+                bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+                if (self.done + self.at) % s.loss_every == 0 or self.at == start + passes:
+                    self.records.append((self.done + self.at, loss))
+        return self.records[-1][1]
+
+    def model(self, copy: bool = False) -> Model:
+        """The Model of the parameters now (copy: of copies of them and the optimiser's state, which later
+        passes leave alone; else sharing them)."""
+        theta, state = self.theta, self.optimiser[0]
+        if copy:
+            theta, state = theta.copy(), state.copy()
+        previous = [self.init.loss_history] if self.init is not None else []
+        model = Model(theta, self.X.shape[1], self.s.hidden, self.s.stored(self.done + self.at),
+                      np.concatenate(previous + [np.array(self.records, float).reshape(-1, 2)]))
+        model.optimiser = dict(self.s.optimiser(), state=state, steps=int(self.optimiser[1][5]))
+        return model
+
+    def finish(self) -> Model:
+        """The trained Model, once the run's end passes the divergence rule on where it ended."""
+        self.monitor.finish(self.done + self.at, self.records[-1][1])
+        return self.model()
+
+
+_NO_ORDER = np.empty((0, 0), np.int64)
 
 
 def _optimiser(s: Settings, size: int, init: Model | None):
@@ -231,7 +342,7 @@ def _optimiser(s: Settings, size: int, init: Model | None):
 
 def _settings(hidden, passes, lr, reg, seed, activation, output, reduction, batch_size, backend, loss_every,
               shuffle, n_threads, init, stop, solver="sgd", momentum=0.0, nesterov=False, beta_1=0.9,
-              beta_2=0.999, epsilon=1e-8) -> Settings:
+              beta_2=0.999, epsilon=1e-8, init_scheme="tutorial") -> Settings:
     """The hyperparameters, each checked (ValueError/TypeError naming it) before anything is allocated."""
     passes = check.integer(passes, "passes")
     if init is not None and not isinstance(init, Model):
@@ -251,7 +362,8 @@ def _settings(hidden, passes, lr, reg, seed, activation, output, reduction, batc
         n_threads=None if n_threads is None else check.integer(n_threads, "n_threads"),
         solver=check.choice(solver, "solver", check.SOLVERS), momentum=check.fraction(momentum, "momentum"),
         nesterov=check.flag(nesterov, "nesterov"), beta_1=check.fraction(beta_1, "beta_1"),
-        beta_2=check.fraction(beta_2, "beta_2"), epsilon=check.real(epsilon, "epsilon", strict=True))
+        beta_2=check.fraction(beta_2, "beta_2"), epsilon=check.real(epsilon, "epsilon", strict=True),
+        init_scheme=check.choice(init_scheme, "init_scheme", INIT_SCHEMES))
 
 
 def _check_memory(n, d, h, k, batch, dtype, slots, shuffled, moments=0):
@@ -281,46 +393,14 @@ def _checkpoints(start, passes, loss_every):
     return sorted(points)
 
 
-def _fit(run, X, y, theta, k, s: Settings, batch, done, progress, stop, optimiser, weights):
-    """Run the passes in chunks, checking the loss at the checkpoints; returns the (pass, loss) records."""
-    n, d = X.shape
-    params = reference.split(theta, d, s.hidden, k)
-    shuffled = s.batch_size is not None and s.shuffle
-    no_order, no_outputs = np.empty((0, 0), np.int64), np.empty((0, k), X.dtype)
-    chunk = _passes_per_call(n, d, s.hidden, k, batch)
-
-    def call(first, passes, evaluate):
-        """Passes first..first+passes-1 of this run, then (evaluate) the loss: (passes completed, loss)."""
-        order = orders(s.seed, done + first, passes, n) if shuffled and passes else no_order
-        return run(X, y, order, theta, params, passes, batch, s.lr, s.reg, s.reduction == "mean", evaluate,
-                   no_outputs, optimiser, weights)
-
-    monitor = _Monitor(s, X, done, _trivial_loss(y, k, s.output, weights), call(0, 0, True)[1])
-    records = [] if done else [(0, monitor.initial)]
-    at = 0
-    with _Bar(total=s.passes, unit="pass", disable=not progress, desc=f"train h={s.hidden}") as bar:
-        for point in _checkpoints(done, s.passes, s.loss_every):
-            while at < point:
-                if stop is not None and stop.is_set():
-                    raise Cancelled(f"training stopped after {done + at} passes", at=done + at)
-                step = min(chunk, point - at)
-                completed, loss = call(at, step, at + step == point)
-                if completed < step:
-                    monitor.diverged(done + at + completed + 1, "the parameters became NaN or inf")
-                at += step
-                bar.update(step)
-            monitor.check(done + at, loss)
-            bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
-            if (done + at) % s.loss_every == 0 or at == s.passes:
-                records.append((done + at, loss))
-    monitor.finish(done + at, records[-1][1])
-    return np.array(records, float).reshape(-1, 2)
-
-
 def _trivial_loss(y, k, output, weights=None):
-    """The data loss of predicting the class frequencies (weighted, with weights) for every sample: what a
-    network with zero weights and the best biases gets, so a run that ends above it has done worse than
-    learning nothing."""
+    """The data loss of predicting the class frequencies (identity outputs: the targets' means), weighted
+    with weights, for every sample: what a network with zero weights and the best biases gets, so a run that
+    ends above it has done worse than learning nothing."""
+    if output == "identity":
+        w = np.ones(len(y)) if weights is None else weights.astype(np.float64)
+        mean = w @ y / np.sum(w)
+        return float(0.5 * np.sum(w @ (y - mean) ** 2) / np.sum(w))
     f = np.bincount(y, weights, minlength=k) / (len(y) if weights is None else np.sum(weights, dtype=np.float64))
     if output == "softmax":
         return float(-np.sum(f[f > 0] * np.log(f[f > 0])))
@@ -344,8 +424,9 @@ class _Monitor:
 
     def finish(self, at, loss):
         if loss >= self.trivial and loss > self.initial:
+            trivial = "the targets' means" if self.s.output == "identity" else "the class frequencies"
             self.diverged(at, f"the loss ended at {loss:.4g}, above its start ({self.initial:.4g}) and no better "
-                              f"than predicting the class frequencies ({self.trivial:.4g})")
+                              f"than predicting {trivial} ({self.trivial:.4g})")
 
     def diverged(self, at, what):
         s, n = self.s, self.X.shape[0]
@@ -359,5 +440,7 @@ class _Monitor:
                     f"({min(n, s.batch_size or n)}): use reduction='mean' or an lr that many times smaller")
         else:
             hint = "try a smaller lr"
+        if s.output == "identity":  # the step also grows with the targets' scale
+            hint += "; with identity outputs, standardise the targets too (their errors set the step)"
         raise DivergenceError(f"training diverged at pass {at}: {what} (lr={s.lr}, reduction={s.reduction!r}); "
                               f"{hint}", at=at, lr=s.lr, reduction=s.reduction, n=n)

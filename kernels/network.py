@@ -39,7 +39,8 @@ from numba.core import types as nbtypes
 from .config import BLOCK, BLOCK_BYTES, TILE, UNROLL, blas_gemm, kernel, specialise, stage
 from .elementwise import ACTIVATIONS, FUNCTIONS
 
-OUTPUTS = ("softmax", "sigmoid")  # softmax + cross-entropy; sigmoid + squared error
+# softmax + cross-entropy; sigmoid + squared error; identity + squared error (regression: y holds real targets)
+OUTPUTS = ("softmax", "sigmoid", "identity")
 SOLVERS = ("sgd", "momentum", "adam")  # see update()
 LOOPS = ("block", "tiles")  # see build()
 MAX_TILES, MIN_TILE = 32, 32  # tiles of wide inputs (see _tile_size)
@@ -108,10 +109,10 @@ def split(theta, d, h, k):
 @stage()
 def load_block(X, y, weights, order, e, start, m, XB, yb, wb):
     """XB[:, j], yb[j], wb[j] = X[i], y[i], weights[i] with i = order[e, start + j] (order with no rows:
-    i = start + j), j < m.
+    i = start + j), j < m; for identity outputs yb[:, j] = y[i].
 
-    X (n, d), y (n,) or (0,) (no labels: yb is left alone), weights (n,) (WEIGHTED) or (0,), order (E, n) or
-    (0, 0), XB (d, BLOCK), yb, wb (BLOCK,).
+    X (n, d), y (n,) labels, or (n, k) targets for identity outputs, or no rows (yb is left alone); weights
+    (n,) (WEIGHTED) or (0,), order (E, n) or (0, 0), XB (d, BLOCK), yb (BLOCK,) or (k, BLOCK), wb (BLOCK,).
     """
     d = X.shape[1]
     labelled = y.shape[0] > 0
@@ -120,7 +121,11 @@ def load_block(X, y, weights, order, e, start, m, XB, yb, wb):
     for j in range(m):
         i = order[e, start + j] if shuffled else start + j
         if labelled:
-            yb[j] = y[i]
+            if OUT == "identity":
+                for v in range(y.shape[1]):
+                    yb[v, j] = y[i, v]
+            else:
+                yb[j] = y[i]
         if WEIGHTED:
             wb[j] = weights[i]
         if not by_lines:
@@ -207,7 +212,8 @@ def _pre(XB, W1, b1, A1, u, j):
 
 @stage()
 def output_forward(Z2, m, P, S):
-    """P = softmax(Z2) over classes, with S = (max, sum of exp(Z2 - max)) per sample, or P = sigmoid(Z2).
+    """P = softmax(Z2) over classes, with S = (max, sum of exp(Z2 - max)) per sample, P = sigmoid(Z2), or
+    P = Z2 (identity).
 
     Z2, P (k, B), S (2, B). The max is subtracted so that exp never overflows.
     """
@@ -217,6 +223,10 @@ def output_forward(Z2, m, P, S):
         for v in range(k):
             for j in range(m):
                 P[v, j] = sigmoid(Z2[v, j])
+    elif OUT == "identity":
+        for v in range(k):
+            for j in range(m):
+                P[v, j] = Z2[v, j]
     elif BINARY:
         # Two classes: one exp per sample instead of two, p = (1, e) / (1 + e), e = exp(-|z1 - z0|).
         for j in range(m):
@@ -245,11 +255,11 @@ def output_forward(Z2, m, P, S):
 
 @stage()
 def output_delta(P, yb, wb, m, D3):
-    """D3 = dLoss/dZ2: P - onehot(y) (softmax + cross-entropy), (P - T) P (1 - P) (sigmoid + SE), times the
-    sample's weight wb when WEIGHTED.
+    """D3 = dLoss/dZ2: P - onehot(y) (softmax + cross-entropy), (P - T) P (1 - P) (sigmoid + SE, T =
+    onehot(y)), P - yb (identity + SE), times the sample's weight wb when WEIGHTED.
 
     For softmax with cross-entropy the softmax Jacobian and the derivative of -log p_y collapse to
-    P - onehot(y). P, D3 (k, B) (may be the same array), yb (B,) labels, wb (B,) weights.
+    P - onehot(y). P, D3 (k, B) (may be the same array), yb (B,) labels or (k, B) targets, wb (B,) weights.
     """
     k = P.shape[0]
     one, zero = P.dtype.type(1), P.dtype.type(0)
@@ -257,6 +267,9 @@ def output_delta(P, yb, wb, m, D3):
         if OUT == "softmax":
             for j in range(m):
                 D3[v, j] = P[v, j] - (one if yb[j] == v else zero)
+        elif OUT == "identity":
+            for j in range(m):
+                D3[v, j] = P[v, j] - yb[v, j]
         else:
             for j in range(m):
                 p = P[v, j]
@@ -509,6 +522,10 @@ def _block_loss(Z2, P, S, yb, wb, m):
         if OUT == "softmax":
             # -log p_y as log-sum-exp: exact, and never log(0) even when p_y underflows.
             loss = math.log(S[1, j]) - (Z2[yb[j], j] - S[0, j])
+        elif OUT == "identity":
+            for v in range(k):
+                t = float(P[v, j]) - float(yb[v, j])
+                loss += 0.5 * t * t
         else:
             for v in range(k):
                 t = P[v, j] - (1.0 if yb[j] == v else 0.0)
@@ -568,9 +585,10 @@ def run(X, y, weights, order, theta, params, passes, batch, lr, reg, mean, evalu
     work slots (over threads in the parallel variant), and sum the tiles' gradients and losses in tile
     order: results do not depend on the number of threads.
 
-    X (n, d); y (n,), or (0,) when only P is asked for; weights (n,) (WEIGHTED) or (0,); order (E, n) or
-    (0, 0); params: the views (W1 (d, h), b1 (h,), W2 (h, k), b2 (k,)) of the flat theta; work (slots,
-    work_rows(d, h, k), BLOCK) and labels (slots, BLOCK): buffers; partials (tiles of a batch, theta.size),
+    X (n, d); y (n,) labels (identity outputs: (n, k) targets of X's dtype), with no rows when only P is asked
+    for; weights (n,) (WEIGHTED) or (0,); order (E, n) or (0, 0); params: the views (W1 (d, h), b1 (h,),
+    W2 (h, k), b2 (k,)) of the flat theta; work (slots, work_rows(d, h, k), BLOCK) and labels (slots, BLOCK)
+    (identity: (slots, k, BLOCK) of X's dtype): buffers; partials (tiles of a batch, theta.size),
     zero; losses (tiles of n,); P (n, k) or (0, k); state, optimiser: the optimiser's, updated in place (see
     update).
     """

@@ -211,7 +211,7 @@ def problems(shapes="kernel", bias2=3.0, scales=(1.0, 1e-3, 1e3)):
         theta = np.concatenate([W1.ravel(), b1, W2.ravel(), b2])
         n = draw(st.integers(1, 12))
         X = rng.uniform(-2, 2, (n, d)) * draw(st.sampled_from(scales))
-        y = rng.randint(0, k, n)
+        y = rng.uniform(-2, 2, (n, k)) if out == "identity" else rng.randint(0, k, n)  # targets, or labels
         reg = draw(st.sampled_from([0.0, 0.01, 1.0]))
         return X, y, theta, h, act, out, reg
 

@@ -79,9 +79,24 @@ def test_compile_checks_its_arguments_before_starting_processes():
     with pytest.raises(ValueError, match="activations"):
         fastnn.compile(activations=("softplus",))
     with pytest.raises(ValueError, match="classes"):
-        fastnn.compile(classes=(1,))
+        fastnn.compile(classes=(0,))
     with pytest.raises(ValueError, match="dtype"):
         fastnn.compile(dtypes=("float16",))
+
+
+def test_compile_fills_the_cache_for_a_regressor(tmp_path):
+    """identity outputs with one target compile the variant of k = 3 (only k = 2 has loops of its own): after
+    fastnn.compile(outputs=("identity",), classes=(1,)), fitting a one-target regression compiles nothing."""
+    fill = ("import fastnn; fastnn.compile(outputs=('identity',), dtypes=('float64',), inputs=(3,), classes=(1,), "
+            "processes=1)")
+    use = ("import fastnn, numpy as np; X = np.random.default_rng(0).standard_normal((50, 3)); "
+           "fastnn.train(X, X[:, 0], 2, passes=5, output='identity', reduction='mean', lr=0.1).predict(X)")
+    # A use in an empty cache of its own compiles (and says so); after the fill, a use compiles nothing.
+    for code, cache, compiles in ((use, tmp_path / "other", True), (fill, tmp_path, False), (use, tmp_path, False)):
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                             env=child_env(NUMBA_CACHE_DIR=str(cache)))
+        assert run.returncode == 0, run.stderr
+        assert ("compiling" in run.stderr) == compiles, run.stderr
 
 
 TRAIN = "import fastnn; X, y = fastnn.make_moons(); print(fastnn.train(X, y, 3, passes=100).score(X, y))"

@@ -74,7 +74,9 @@ def block(rng, d, h, k, dtype, act="tanh", out="softmax"):
         theta=normal(d * h + h + h * k + k))
     named = {key: value.astype(dtype) for key, value in named.items()}
     size = d * h + h + h * k + k
-    named.update(yb=rng.integers(0, k, B), wb=rng.uniform(0.5, 2, B).astype(dtype), G=normal(size),
+    # Labels, or an identity output's targets (k, B).
+    yb = normal((k, B)).astype(dtype) if out == "identity" else rng.integers(0, k, B)
+    named.update(yb=yb, wb=rng.uniform(0.5, 2, B).astype(dtype), G=normal(size),
                  GW=np.empty((d, h), dtype), d=d, h=h, k=k, state=np.zeros((0, size)), optimiser=np.zeros(6))
     return named
 
@@ -116,10 +118,13 @@ def test_hidden_forward(rng, d, h, k, m, act, dtype):
     compare(*run_both("hidden_forward", named, ["A1", "Z2"], variant), ["A1", "Z2"], dtype)
 
 
+# Each output with k = 2 (fused loops of its own) and 3; identity outputs (regression) also with one target.
+OUTPUT_SHAPES = [(out, k) for out in OUTPUTS for k in CLASSES] + [("identity", 1)]
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
-@pytest.mark.parametrize("out", OUTPUTS)
 @pytest.mark.parametrize("m", COLUMNS, ids=ids("m"))
-@pytest.mark.parametrize("k", CLASSES, ids=ids("k"))
+@pytest.mark.parametrize("out, k", OUTPUT_SHAPES, ids=["{}-k{}".format(*s) for s in OUTPUT_SHAPES])
 def test_output_forward(rng, k, m, out, dtype):
     named = dict(block(rng, 2, 3, k, dtype, out=out), m=m)
     # S holds the softmax's (max, sum of exp) per sample; the sigmoid output leaves it alone (NaN in both).
@@ -130,10 +135,10 @@ def test_output_forward(rng, k, m, out, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
-@pytest.mark.parametrize("out", OUTPUTS)
-@pytest.mark.parametrize("k", CLASSES, ids=ids("k"))
+@pytest.mark.parametrize("out, k", OUTPUT_SHAPES, ids=["{}-k{}".format(*s) for s in OUTPUT_SHAPES])
 def test_output_forward_large_logits(rng, k, out, dtype):
-    """Logits of +-1e3 (exp overflows at 710, or 89 in float32): finite, rows of the softmax sum to 1."""
+    """Logits of +-1e3 (exp overflows at 710, or 89 in float32): finite, rows of the softmax sum to 1,
+    identity outputs equal to them."""
     m = 9
     named = dict(block(rng, 2, 3, k, dtype, out=out), m=m)
     named["Z2"] = (LARGE_LOGIT * rng.choice([-1, 1], named["Z2"].shape) * rng.uniform(0.5, 1, named["Z2"].shape)
@@ -141,7 +146,11 @@ def test_output_forward_large_logits(rng, k, out, dtype):
     named["Z2"][:, 0] = LARGE_LOGIT  # a tie between the largest logits
     kernel, ref = run_both("output_forward", named, ["P", "S"], dict(out=out, dtype=dtype, k=k))
     P = kernel["P"][:, :m]
-    assert np.isfinite(P).all() and (P >= 0).all() and (P <= 1).all()
+    assert np.isfinite(P).all()
+    if out == "identity":
+        np.testing.assert_array_equal(P, named["Z2"][:, :m])
+    else:
+        assert (P >= 0).all() and (P <= 1).all()
     if out == "softmax":
         np.testing.assert_allclose(P.sum(axis=0), 1, rtol=4 * np.finfo(dtype).eps)
         assert_near(P[:, 0], np.r_[np.ones(k) / k], RTOL[dtype])
@@ -153,9 +162,8 @@ def test_output_forward_large_logits(rng, k, out, dtype):
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("weighted", [False, True], ids=["", "weighted"])
 @pytest.mark.parametrize("alias", [False, True], ids=["D3", "D3=P"])
-@pytest.mark.parametrize("out", OUTPUTS)
 @pytest.mark.parametrize("m", COLUMNS, ids=ids("m"))
-@pytest.mark.parametrize("k", CLASSES, ids=ids("k"))
+@pytest.mark.parametrize("out, k", OUTPUT_SHAPES, ids=["{}-k{}".format(*s) for s in OUTPUT_SHAPES])
 def test_output_delta(rng, k, m, out, alias, weighted, dtype):
     """D3 may be P itself; weighted, each sample's deltas are times its weight."""
     named = dict(block(rng, 2, 3, k, dtype, out=out), m=m)
@@ -164,6 +172,8 @@ def test_output_delta(rng, k, m, out, alias, weighted, dtype):
     compare(kernel, ref, ["D3"], dtype)
     if out == "softmax":  # softmax rows sum to 1 and one-hot rows too: the deltas of a sample sum to 0
         np.testing.assert_allclose(kernel["D3"][:, :m].sum(axis=0), 0, atol=8 * np.finfo(dtype).eps)
+    if out == "identity" and not weighted:  # the error itself, exact (one subtraction)
+        np.testing.assert_array_equal(kernel["D3"][:, :m], named["P"][:, :m] - named["yb"][:, :m])
     if weighted:
         unweighted, _ = run_both("output_delta", named, ["D3"], dict(out=out, dtype=dtype, k=k))
         assert_near(kernel["D3"][:, :m], unweighted["D3"][:, :m] * named["wb"][:m], RTOL[dtype])
@@ -269,7 +279,7 @@ def test_run_with_an_optimiser(rng, d, h, k, n, batch, optimiser):
                          ids=["tutorial-batches", "tiles-full", "wide-batches"])
 def test_weighted_run(rng, d, h, k, n, batch, out):
     """Sample weights (some 0): deltas and losses weighted, batches and the loss divided by weight sums."""
-    named = run_inputs(rng, d, h, k, n, batch=batch, passes=3, shuffled=batch is not None)
+    named = run_inputs(rng, d, h, k, n, batch=batch, passes=3, shuffled=batch is not None, out=out)
     named["weights"] = np.where(rng.random(n) < 0.2, 0.0, rng.uniform(0.1, 3, n))
     kernel, twin = both("tanh", out, np.float64, d, k, loop_for(named["batch"], d, h), weighted=True)
     (_, loss_k), k_env = call_run(kernel, named)
@@ -297,18 +307,22 @@ def test_split(d, h, k):
 @pytest.mark.parametrize("shuffled", [False, True], ids=["in-order", "order"])
 @pytest.mark.parametrize("m", COLUMNS, ids=ids("m"))
 @pytest.mark.parametrize("d", INPUTS + (784,), ids=ids("d"))  # 784: XB is written line by line
-def test_load_block(rng, d, m, shuffled, dtype):
+@pytest.mark.parametrize("out", ["softmax", "identity"])  # labels (n,), or targets (n, 3) into yb (3, BLOCK)
+def test_load_block(rng, d, m, shuffled, dtype, out):
     n, start = 2 * BLOCK + 5, 3  # start > 0: the block is taken from the middle of the data or order
-    named = dict(X=rng.standard_normal((n, d)).astype(dtype), y=rng.integers(0, 3, n), start=start, m=m, e=1,
+    targets = out == "identity"
+    named = dict(X=rng.standard_normal((n, d)).astype(dtype), start=start, m=m, e=1,
+                 y=rng.standard_normal((n, 3)).astype(dtype) if targets else rng.integers(0, 3, n),
                  order=np.stack([rng.permutation(n) for _ in range(2)]) if shuffled else np.empty((0, 0), np.int64),
-                 XB=np.full((d, BLOCK), np.nan, dtype), yb=np.full(BLOCK, -1, np.int64),
+                 XB=np.full((d, BLOCK), np.nan, dtype),
+                 yb=np.full((3, BLOCK), np.nan, dtype) if targets else np.full(BLOCK, -1, np.int64),
                  weights=rng.uniform(0, 2, n).astype(dtype), wb=np.full(BLOCK, np.nan, dtype))
-    kernel, ref = run_both("load_block", named, [], dict(dtype=dtype, d=d, weighted=True))
+    kernel, ref = run_both("load_block", named, [], dict(out=out, dtype=dtype, d=d, k=3, weighted=True))
     for name in ("XB", "yb", "wb"):
         np.testing.assert_array_equal(kernel[name], ref[name])
     rows = named["order"][1, start: start + m] if shuffled else np.arange(start, start + m)
     np.testing.assert_array_equal(kernel["XB"][:, :m], named["X"][rows].T)
-    np.testing.assert_array_equal(kernel["yb"][:m], named["y"][rows])
+    np.testing.assert_array_equal(kernel["yb"][..., :m], named["y"][rows].T)
     np.testing.assert_array_equal(kernel["wb"][:m], named["weights"][rows])
 
 
@@ -391,16 +405,17 @@ def test_exp_whole_normal_range(rng, dtype):
 # --- run against the reference's run -------------------------------------------------------------------------
 
 def run_inputs(rng, d, h, k, n, dtype=np.float64, batch=None, passes=5, shuffled=False, slots=1, lr=0.1,
-               mean=True, evaluate=True, outputs=True):
-    """Named arguments of ``run``: data, a fresh initialisation, buffers sized as fastnn.engine sizes them."""
+               mean=True, evaluate=True, outputs=True, out="softmax"):
+    """Named arguments of ``run``: data, a fresh initialisation, buffers sized as fastnn.engine sizes them;
+    labels, or targets (n, k) for identity outputs."""
     X = rng.standard_normal((n, d)).astype(dtype)
-    y = np.arange(n) % k
+    y = rng.standard_normal((n, k)).astype(dtype) if out == "identity" else np.arange(n) % k
     order = np.stack([rng.permutation(n) for _ in range(passes)]) if shuffled else np.empty((0, 0), np.int64)
     theta = init_params(d, h, k, 0, dtype)
     batch = batch or n
     return dict(X=X, y=y, order=order, theta=theta, passes=passes, batch=batch, lr=lr, reg=0.01, mean=mean,
                 evaluate=evaluate, work=np.empty((slots, kernels.work_rows(d, h, k), BLOCK), dtype),
-                labels=np.zeros((slots, BLOCK), np.int64),
+                labels=engine.label_buffer(y, slots, dtype),
                 partials=np.zeros((engine.tiles(min(batch, n), d, h), theta.size)),
                 losses=np.zeros(engine.tiles(n, d, h)),
                 P=np.full((n if outputs else 0, k), np.nan, dtype), d=d, h=h, k=k, weights=np.empty(0, dtype),
@@ -421,7 +436,7 @@ def loop_for(batch, d, h):
 
 # Shapes of whole runs: one sample; one block short of a column; two blocks and a half; a wide, deep net.
 RUN_SHAPES = [(1, 1, 2, 1), (2, 3, 2, BLOCK - 1), (2, 3, 3, 2 * BLOCK + 60), (5, 50, 3, 300)]
-PAIRS = [("tanh", "softmax"), ("sigmoid", "sigmoid"), ("relu", "softmax"), ("tanh", "sigmoid")]
+PAIRS = [("tanh", "softmax"), ("sigmoid", "sigmoid"), ("relu", "softmax"), ("tanh", "sigmoid"), ("tanh", "identity")]
 
 
 @pytest.mark.parametrize("batching", ["full", "batches", "shuffled"])
@@ -429,7 +444,7 @@ PAIRS = [("tanh", "softmax"), ("sigmoid", "sigmoid"), ("relu", "softmax"), ("tan
 @pytest.mark.parametrize("d, h, k, n", RUN_SHAPES, ids=["d{}h{}k{}n{}".format(*s) for s in RUN_SHAPES])
 def test_run(rng, d, h, k, n, act, out, batching):
     batch = {"full": None, "batches": 50, "shuffled": 50}[batching]
-    named = run_inputs(rng, d, h, k, n, batch=batch, shuffled=batching == "shuffled")
+    named = run_inputs(rng, d, h, k, n, batch=batch, shuffled=batching == "shuffled", out=out)
     kernel, twin = both(act, out, np.float64, d, k, loop_for(named["batch"], d, h))
     (done_k, loss_k), k_env = call_run(kernel, named)
     (done_r, loss_r), r_env = call_run(twin, named)
@@ -438,6 +453,27 @@ def test_run(rng, d, h, k, n, act, out, batching):
     assert not np.allclose(k_env["theta"], named["theta"], rtol=1e-3)  # it trained
     assert_near(loss_k, loss_r, RTOL[np.float64])
     assert_near(k_env["P"], r_env["P"], RTOL[np.float64])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("batching", ["full", "batches", "shuffled"])
+@pytest.mark.parametrize("d, h, k, n", [(1, 1, 1, 1), (3, 4, 1, 300), (5, 17, 1, 2 * BLOCK + 60), (64, 17, 1, 200)],
+                         ids=["d1h1n1", "d3h4n300", "d5h17-tiles", "d64h17-wide"])
+def test_identity_run_one_target(rng, d, h, k, n, batching, dtype):
+    """Regression's common case, one target (k = 1): whole runs against the twin, in both dtypes, through
+    the unrolled, the tiled and the wide (BLAS) paths."""
+    batch = {"full": None, "batches": 50, "shuffled": 50}[batching]
+    named = run_inputs(rng, d, h, k, n, dtype, batch=batch, shuffled=batching == "shuffled", out="identity")
+    kernel, twin = both("tanh", "identity", dtype, d, k, loop_for(named["batch"], d, h))
+    with engine.single_threaded_blas:
+        (done_k, loss_k), k_env = call_run(kernel, named)
+    (done_r, loss_r), r_env = call_run(twin, named)
+    assert done_k == done_r == named["passes"]
+    tolerance = RTOL[np.float64] if dtype == np.float64 else RUN_RTOL32
+    assert_near(k_env["theta"], r_env["theta"], tolerance)
+    assert not np.allclose(k_env["theta"], named["theta"], rtol=1e-3)
+    assert_near(loss_k, loss_r, tolerance)
+    assert_near(k_env["P"], r_env["P"], tolerance)
 
 
 @pytest.mark.parametrize("act", ACTIVATIONS)
@@ -456,7 +492,7 @@ def test_run_reports_divergence_at_the_same_pass(rng, act):
 @pytest.mark.parametrize("out", OUTPUTS)
 def test_loss_with_large_logits(rng, out, dtype):
     """Logits of ~1e3: the loss is finite (log-sum-exp, never log(0)) and equal to the reference's."""
-    named = run_inputs(rng, 2, 3, 3, 40, dtype, passes=0)
+    named = run_inputs(rng, 2, 3, 3, 40, dtype, passes=0, out=out)
     W1, b1, W2, b2 = reference.split(named["theta"], 2, 3, 3)
     W2 *= LARGE_LOGIT / np.abs(W2).max()
     b2[:] = [LARGE_LOGIT, -LARGE_LOGIT, 0]

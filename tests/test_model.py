@@ -192,6 +192,26 @@ def test_save_load_round_trip(tmp_path, blobs3, name):
     np.testing.assert_array_equal(fastnn.load(str(path)).theta, m.theta)  # a str works as a path too
 
 
+@pytest.mark.parametrize("targets", [1, 3])
+def test_regressor_round_trip(tmp_path, targets):
+    """Identity outputs: one target (a network of k = 1 outputs, which a classifier cannot have) or three."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((100, 4))
+    Y = np.tanh(X @ rng.standard_normal((4, targets)))
+    m = fastnn.train(X, Y, 5, passes=50, lr=0.1, reduction="mean", output="identity")
+    m.save(tmp_path / "r.npz")
+    back = fastnn.load(tmp_path / "r.npz")
+    assert back.n_classes == targets and back.settings == m.settings
+    np.testing.assert_array_equal(back.predict(X), m.predict(X))
+    assert back.score(X, Y) == m.score(X, Y) and back.loss(X, Y) == m.loss(X, Y)
+    with pytest.raises(ValueError, match="targets"):
+        back.score(X, Y[:, :1] if targets == 3 else np.c_[Y, Y])
+    settings = dict(m.settings, output="softmax")
+    if targets == 1:
+        with pytest.raises(ValueError, match=">= 2 classes"):  # a softmax needs two outputs
+            fastnn.Model(m.theta, 4, 5, settings)
+
+
 @pytest.mark.parametrize("run", RUNS)
 def test_save_load_round_trips_exactly(run, moons, tmp_path):
     X, y = moons

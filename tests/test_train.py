@@ -53,16 +53,17 @@ STEP = 0.1
 
 
 # The (d, k, activation, output) of the grid's runs: each is a kernel variant of its own, compiled in
-# seconds, so nine that hold every pair of values of those four axes rather than all 36 combinations.
+# seconds, so twelve that hold every pair of values of those four axes rather than all 54 combinations.
 VARIANTS = [(1, 2, "tanh", "softmax"), (1, 2, "sigmoid", "softmax"), (1, 3, "relu", "sigmoid"),
             (2, 2, "tanh", "softmax"), (2, 2, "sigmoid", "sigmoid"), (2, 3, "relu", "softmax"),
-            (5, 3, "tanh", "sigmoid"), (5, 3, "sigmoid", "softmax"), (5, 2, "relu", "softmax")]
+            (5, 3, "tanh", "sigmoid"), (5, 3, "sigmoid", "softmax"), (5, 2, "relu", "softmax"),
+            (1, 3, "tanh", "identity"), (2, 2, "relu", "identity"), (5, 2, "sigmoid", "identity")]
 
 
 def grid():
-    """(d, k, h, n, act, out, mean) runs: each of the nine VARIANTS with every hidden size and sample count
-    (81 runs), the reduction alternating, so that every value and every pair of values of the seven axes
-    is covered (test_grid_covers_every_pair); then all 12 activation x output x reduction combinations on
+    """(d, k, h, n, act, out, mean) runs: each of the VARIANTS with every hidden size and sample count
+    (108 runs), the reduction alternating, so that every value and every pair of values of the seven axes
+    is covered (test_grid_covers_every_pair); then all 18 activation x output x reduction combinations on
     the tutorial's shape."""
     cases = []
     for v, (d, k, act, out) in enumerate(VARIANTS):
@@ -90,6 +91,8 @@ def test_grid_covers_every_pair():
 
 def run_kernels_and_reference(d, k, h, n, act, out, mean, dtype=np.float64, passes=PASSES, lr=None):
     X, y = blobs(n, d, k)
+    if out == "identity":  # regression onto each sample's cluster, one-hot (k targets), or a smooth function
+        y = (np.eye(k)[y] if k > 1 else np.sin(X[:, :1])).astype(dtype)
     thetas = []
     for impl in (kernels, reference):
         theta = init_params(d, h, k, 0, dtype)
@@ -117,8 +120,8 @@ def test_sum_with_lr_over_n_is_mean():
 
 
 @pytest.mark.parametrize("act", ACTIVATIONS)
-@pytest.mark.parametrize("d, k, h, out", [(2, 2, 3, "softmax"), (5, 3, 50, "sigmoid")],
-                         ids=["d2k2h3-softmax", "d5k3h50-sigmoid"])
+@pytest.mark.parametrize("d, k, h, out", [(2, 2, 3, "softmax"), (5, 3, 50, "sigmoid"), (3, 1, 8, "identity")],
+                         ids=["d2k2h3-softmax", "d5k3h50-sigmoid", "d3k1h8-identity"])
 def test_float32_run(d, k, h, out, act):
     """float32 kernels against the float32 reference, and against their own float64 run (200 passes)."""
     kernel32, ref32 = run_kernels_and_reference(d, k, h, 200, act, out, True, np.float32, passes=200)
@@ -134,6 +137,8 @@ def test_float32_run(d, k, h, out, act):
 @pytest.mark.parametrize("output", OUTPUTS)
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_backends_agree(moons, activation, output, reduction, lr):
+    if output == "identity":  # the labels as one real target; an identity output takes a smaller step
+        lr /= 5
     settings = dict(passes=PASSES, activation=activation, output=output, reduction=reduction, lr=lr)
     fast = fastnn.train(*moons, 3, backend="numba", **settings)
     slow = fastnn.train(*moons, 3, backend="numpy", **settings)
@@ -253,7 +258,7 @@ def test_optimisers_match_the_reference_and_train(moons, solver):
 @pytest.mark.parametrize("argument, value, error", [
     ("solver", "lbfgs", ValueError), ("solver", 1, TypeError), ("momentum", 1.0, ValueError),
     ("momentum", -0.1, ValueError), ("nesterov", 1, TypeError), ("beta_1", 1.5, ValueError),
-    ("beta_2", "0.9", TypeError), ("epsilon", 0.0, ValueError)])
+    ("beta_2", "0.9", TypeError), ("epsilon", 0.0, ValueError), ("init_scheme", "he", ValueError)])
 def test_optimiser_settings_are_checked(moons, argument, value, error):
     with pytest.raises(error, match=argument):
         fastnn.train(*moons, 3, passes=1, **{argument: value})
@@ -282,6 +287,71 @@ def test_zero_weights_drop_samples_and_twos_repeat_them(moons, backend):
 def test_sample_weight_is_checked(moons, weights, error, match):
     with pytest.raises(error, match=match):
         fastnn.train(*moons, 3, passes=1, sample_weight=weights)
+
+
+# --- Identity outputs (regression) ----------------------------------------------------------------------------
+
+def smooth_targets(n=300, d=3, seed=0):
+    """X (n, d) and two real targets of it, a product and a sine: a network of a few tanh units fits them."""
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-2, 2, (n, d))
+    return X, np.c_[X[:, 0] * X[:, 1], np.sin(X[:, 2])]
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_identity_outputs_regress(backend):
+    X, Y = smooth_targets()
+    m = fastnn.train(X, Y, 16, passes=3000, lr=0.1, reg=1e-4, reduction="mean", output="identity", backend=backend)
+    assert m.n_classes == 2 and m.predict(X).shape == (300, 2) and m.predict(X).dtype == np.float64
+    assert m.score(X, Y) > 0.95  # R^2, averaged over the two targets
+    from sklearn.metrics import r2_score
+    assert m.score(X, Y) == pytest.approx(r2_score(Y, m.predict(X)), rel=1e-12)
+    # the loss: half the squared error summed over the targets, averaged over samples, plus the L2 term
+    expected = (0.5 * np.sum((m.predict(X) - Y) ** 2) + 1e-4 / 2 * (np.sum(m.W1 ** 2) + np.sum(m.W2 ** 2))) / 300
+    assert m.loss(X, Y) == pytest.approx(expected, rel=1e-12)
+    assert m.loss_history[-1, 1] == pytest.approx(expected, rel=1e-12)
+    one = fastnn.train(X, Y[:, 1], 4, passes=200, lr=0.1, reduction="mean", output="identity", backend=backend)
+    assert one.n_classes == 1 and one.predict(X).shape == (300, 1)  # a 1-D y is one target
+    with pytest.raises(ValueError, match="no class probabilities"):
+        one.predict_proba(X)
+
+
+def test_identity_outputs_match_the_reference_in_float32():
+    X, Y = smooth_targets()
+    settings = dict(passes=200, lr=0.1, reduction="mean", output="identity", dtype="float32", batch_size=32)
+    kernels_run = fastnn.train(X, Y, 8, **settings)
+    reference_run = fastnn.train(X, Y, 8, backend="numpy", **settings)
+    assert kernels_run.theta.dtype == np.float32
+    assert_weights_near(kernels_run.theta, reference_run.theta, RUN_RTOL32, "float32 identity")
+
+
+@pytest.mark.parametrize("y, error, match", [
+    (np.ones((7, 1)), ValueError, "rows"), (np.ones((300, 2, 2)), ValueError, "1-D .* or 2-D"),
+    (np.r_[np.nan, np.ones(299)], ValueError, "finite"), (np.array(["a"] * 300), TypeError, "real-valued"),
+    (np.full(300, 1e39), ValueError, "float32")])
+def test_targets_are_checked(y, error, match):
+    X, _ = smooth_targets()
+    with pytest.raises(error, match=match):
+        fastnn.train(X, y, 3, passes=1, output="identity", dtype="float32")
+
+
+def test_identity_continuation_needs_the_same_targets():
+    X, Y = smooth_targets()
+    m = fastnn.train(X, Y, 3, passes=5, output="identity", reduction="mean", lr=0.1)
+    with pytest.raises(ValueError, match="2 outputs"):
+        fastnn.train(X, Y[:, 0], 3, passes=5, output="identity", reduction="mean", lr=0.1, init=m)
+
+
+def test_large_targets_diverge_with_a_hint():
+    """Targets in the hundreds make the output layer's step hundreds of times larger: an error, not a model."""
+    X, Y = smooth_targets()
+    with pytest.raises(fastnn.DivergenceError, match="standardise the targets"):
+        fastnn.train(X, 300 * Y, 32, passes=200, lr=0.5, reduction="mean", output="identity")
+
+
+def test_sweep_is_for_classifiers(moons):
+    with pytest.raises(ValueError, match="classifiers"):
+        fastnn.sweep(*moons, (2,), passes=10, output="identity")
 
 
 # --- Divergence -----------------------------------------------------------------------------------------------
