@@ -15,6 +15,7 @@ from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _validate as check
+from .model import r2_score
 from .train import Session, _settings, train
 
 # The parameters both estimators share, documented once (each class's docstring adds its own).
@@ -98,7 +99,8 @@ class _NeuralNet(BaseEstimator):
     def _output(self) -> str:
         raise NotImplementedError
 
-    def _held_out_score(self, model, X, y) -> float:
+    def _held_out_score(self, outputs, y) -> float:
+        """The score of the network's outputs (n, k) on the held-out part against its y (encoded)."""
         raise NotImplementedError
 
     coefs_ = property(lambda self: [self._model("coefs_").W1, self.model_.W2])
@@ -183,12 +185,14 @@ class _NeuralNet(BaseEstimator):
         settings = _settings(hidden=self.hidden, passes=passes, lr=lr, backend="numba", loss_every=1, init=init,
                              stop=None, **options)
         session = Session(X, y, settings, init=init, sample_weight=sample_weight, **data)
-        live = session.model()  # shares the parameters as they train: for the held-out score
+        if self.early_stopping:
+            X_val = check.features(X_val, session.X.dtype)
+            outputs = np.empty((len(X_val), session.k), X_val.dtype)
         for _ in range(passes):
             loss = session.advance(1, lr)
             seen += len(y)
             if self.early_stopping:  # scikit-learn's rule: the score on the held-out part
-                score = self._held_out_score(live, X_val, y_val)
+                score = self._held_out_score(session.outputs(X_val, outputs), y_val)
                 self.validation_scores_.append(score)
             else:  # the training loss, negated so that larger is better in both
                 score = -loss
@@ -320,8 +324,8 @@ class NeuralNetClassifier(ClassifierMixin, _NeuralNet):
     def _output(self):
         return self.output
 
-    def _held_out_score(self, model, X, y):
-        return float(np.mean(model.predict(X) == y))
+    def _held_out_score(self, outputs, y):
+        return float(np.mean(np.argmax(outputs, axis=1) == y))  # accuracy
 
     def _validate_fit(self, X, y, reset):
         """X and y checked by scikit-learn, which also records (reset) or checks n_features_in_ and names."""
@@ -428,8 +432,8 @@ class NeuralNetRegressor(RegressorMixin, _NeuralNet):
     def _output(self):
         return "identity"
 
-    def _held_out_score(self, model, X, y):
-        return model.score(X, y)
+    def _held_out_score(self, outputs, y):
+        return r2_score(y, outputs if y.ndim == 2 else outputs[:, 0])
 
     def _validate_fit(self, X, y, reset):
         """X and y checked by scikit-learn, which also records (reset) or checks n_features_in_ and names."""

@@ -274,6 +274,7 @@ class Session:
         self.chunk = _passes_per_call(n, d, s.hidden, k, self.batch)
         self.monitor = _Monitor(s, X, self.done, _trivial_loss(y, k, s.output, weights), self._call(0, True, s.lr)[1])
         self.records = [] if self.done else [(0, self.monitor.initial)]
+        self._evaluators = {}  # engines of evaluations by outputs(), by number of rows
 
     def _call(self, passes, evaluate, lr):
         """The next `passes` passes at rate lr, then (evaluate) the loss: (passes completed, loss)."""
@@ -307,6 +308,19 @@ class Session:
                 if (self.done + self.at) % s.loss_every == 0 or self.at == start + passes:
                     self.records.append((self.done + self.at, loss))
         return self.records[-1][1]
+
+    def outputs(self, X: np.ndarray, P: np.ndarray) -> np.ndarray:
+        """The network's outputs on X (checked: C-ordered, the run's dtype) into P (n, k), with the parameters
+        as they are now: an evaluation by the kernels, with no checks or allocations of a Model's predict."""
+        s, (n, d) = self.s, X.shape
+        run = self._evaluators.get(n)
+        if run is None:
+            run = self._evaluators[n] = engine.plan(s.backend, s.activation, s.output, X.dtype, d, s.hidden, self.k,
+                                                    n, n_threads=s.n_threads)
+        no_y = np.empty((0, self.k), X.dtype) if s.output == "identity" else np.empty(0, np.int64)
+        with np.errstate(all="ignore"):
+            run(X, no_y, _NO_ORDER, self.theta, self.params, 0, n, 1.0, s.reg, False, False, P)
+        return P
 
     def model(self, copy: bool = False) -> Model:
         """The Model of the parameters now (copy: of copies of them and the optimiser's state, which later
