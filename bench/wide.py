@@ -8,8 +8,9 @@ cross-entropy with an L2 term of 1e-4 (MLPClassifier's alpha: the gradient of a 
 (X^T D + alpha W) / m), plain gradient steps of a constant lr (MLPClassifier: solver="sgd", momentum=0,
 no early stopping), a fixed number of passes, mini-batches in a shuffled order or the full batch, in the
 data's dtype. Each time is the best of ``repeat`` fits after an untimed one (compiling, JAX's tracing) and
-covers what ``fit`` does: fastnn and MLPClassifier also check the input and compute the loss once per pass;
-the PyTorch and JAX loops only train. The accuracy is on a held-out fifth of the data.
+covers what ``fit`` does: fastnn and MLPClassifier also check the input and record each pass's training loss
+(both sum the batches' losses as they train); the PyTorch and JAX loops only train. The accuracy is on a
+held-out fifth of the data.
 
 Workloads (docs/DESIGN.md, Benchmarks):
 - mnist: MNIST's shape, 20,000 x 784, 10 classes (ten noisy class templates: MNIST is not downloaded),
@@ -20,9 +21,9 @@ Workloads (docs/DESIGN.md, Benchmarks):
   256, and 3 full-batch passes.
 
 GEMM limit: the floating-point work of a pass's matrix products (2 n d h for X W1 and as much for
-X^T D2, plus 4 n h k for the output layer; the forward pass once more for the loss of fastnn and
-MLPClassifier), at the rate this machine's BLAS reaches on a large square product of the dtype on every
-core: what a pass would take if it were nothing but well-fed matrix products.
+X^T D2, plus 6 n h k for the output layer's three), at the rate this machine's BLAS reaches on a large
+square product of the dtype on every core: what a pass would take if it were nothing but well-fed matrix
+products.
 """
 
 import argparse
@@ -206,8 +207,9 @@ def _timed(fn):
 
 
 def limit_seconds(n, d, h, k, passes, rate):
-    forward = 2 * n * d * h + 2 * n * h * k
-    return passes * (forward + 2 * n * d * h + 2 * n * h * k + forward) / rate  # train + the loss's forward
+    forward = 2 * n * d * h + 2 * n * h * k  # X W1, A1 W2
+    backward = 2 * n * d * h + 4 * n * h * k  # X^T D2; A1^T D3 and D3 W2^T
+    return passes * (forward + backward) / rate
 
 
 def main(argv=None):

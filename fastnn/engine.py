@@ -61,11 +61,12 @@ class Engine:
     blas: bool = False  # the kernels call BLAS (wide inputs): run them with BLAS on one thread
 
     def __call__(self, X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, P, optimiser=None,
-                 weights=None):
+                 weights=None, running=None):
         """optimiser: (state, settings) of a solver other than plain "sgd" (see optimiser_arrays); weights:
-        the samples' (n,), for a weighted variant."""
+        the samples' (n,), for a weighted variant; running: (passes,) float64 for each pass's training loss
+        (kernels' run)."""
         args = arguments(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, P, self.slots,
-                         optimiser, weights)
+                         optimiser, weights, running)
         run = self.run
         if self.describe:  # a kernel, not the NumPy twin
             key = (run, self.alternate, tuple(_signature(a) for a in args))
@@ -139,18 +140,24 @@ def optimiser_arrays(solver: str, size: int, momentum=0.0, nesterov=False, beta_
 
 
 def arguments(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, P, slots, optimiser=None,
-              weights=None):
+              weights=None, running=None):
     """The arguments of ``run``, with the buffers it needs and the inputs read-only."""
     n, d = X.shape
     h, k = params[2].shape
     work = np.empty((slots, kernels.work_rows(d, h, k), kernels.BLOCK), X.dtype)
     labels = label_buffer(y, slots, X.dtype)
-    partials = np.zeros((tiles(min(batch, n), d, h) if passes else 1, theta.size))  # the first row is G
-    losses = np.zeros(tiles(n, d, h))
+    batch_tiles = tiles(min(batch, n), d, h)
+    partials = np.zeros((batch_tiles if passes else 1, theta.size))  # the first row is G
+    losses = np.zeros(max(tiles(n, d, h), batch_tiles))
     state, settings = optimiser_arrays("sgd", theta.size) if optimiser is None else optimiser
     weights = np.empty(0, X.dtype) if weights is None else weights
+    running = _NO_RUNNING if running is None else running
     return (_readonly(X), _readonly(y), _readonly(weights), order, theta, params, int(passes), int(batch),
-            float(lr), float(reg), bool(mean), bool(evaluate), work, labels, partials, losses, P, state, settings)
+            float(lr), float(reg), bool(mean), bool(evaluate), work, labels, partials, losses, running, P, state,
+            settings)
+
+
+_NO_RUNNING = np.empty(0)
 
 
 def label_buffer(y: np.ndarray, slots: int, dtype) -> np.ndarray:

@@ -44,7 +44,8 @@ _PARAMETERS = """
         ``fit`` continues from the current weights instead of starting afresh.
     loss_every : int or None, default=None
         Record the training loss every this many passes (``loss_curve_``); None: max(1, passes // 100),
-        about 100 points per fit (each costs about a forward pass over the data).
+        about 100 points per fit (the passes compute their losses; a record ends a kernel call, some
+        microseconds).
     n_threads : int or None, default=None
         Threads for large n (None: all of Numba's; 1: the serial kernel).
     solver : {"sgd", "adam"}, default="sgd"
@@ -72,8 +73,8 @@ _PARAMETERS = """
     tol : float or None, default=None
         The improvement that counts (scikit-learn's default is 1e-4). None: without early stopping,
         every pass runs (fastnn's default); with it, 1e-4. A number without early stopping: stop when the
-        training loss (after each pass, on all the data) has not improved by tol for n_iter_no_change
-        passes, as scikit-learn's MLPs do."""
+        training loss (``loss_curve_``) has not improved by tol for n_iter_no_change passes, as
+        scikit-learn's MLPs do."""
 
 _ATTRIBUTES = """
     n_features_in_ : int
@@ -84,7 +85,9 @@ _ATTRIBUTES = """
     coefs_, intercepts_ : list of ndarray
         ``[W1 (d, h), W2 (h, k)]`` and ``[b1 (h,), b2 (k,)]``, views of ``model_``'s parameters.
     loss_curve_ : list of float
-        Training loss after every ``loss_every`` passes and after the last.
+        The training loss of every ``loss_every``-th pass and of the last, as scikit-learn's MLPs compute it:
+        by the pass itself, each batch's samples' losses and the L2 term at the batch's start, summed over
+        the batches, over n (for full batches, the loss of the weights the pass started from).
     n_iter_ : int
         Passes run, summed over warm starts and ``partial_fit`` calls."""
 
@@ -122,8 +125,8 @@ class _NeuralNet(BaseEstimator):
         return [np.float64, np.float32] if self.dtype is None else check.dtype_of(self.dtype)
 
     def _train(self, X, y, n_outputs, passes, warm, sample_weight=None, incremental=False):
-        """Run fastnn.train on X and the encoded y (labels 0..k-1, or targets) for `passes` passes
-        (continuing model_ if warm), then set model_."""
+        """Train on X and the encoded y (labels 0..k-1, or targets) for `passes` passes (continuing model_ if
+        warm), by fastnn.train or, for the stopping rules and schedules, pass by pass; then set model_."""
         init = self.model_ if warm else None
         if init is not None and init.hidden != self.hidden:
             raise ValueError(f"hidden={self.hidden}, but the fitted model has {init.hidden} hidden units: "
@@ -138,7 +141,8 @@ class _NeuralNet(BaseEstimator):
                        reduction=self.reduction, batch_size=self.batch_size, shuffle=self.shuffle, dtype=self.dtype,
                        n_classes=n_outputs, n_threads=self.n_threads, solver=self.solver,
                        momentum=self.momentum, nesterov=self.nesterovs_momentum, beta_1=self.beta_1,
-                       beta_2=self.beta_2, epsilon=self.epsilon, init_scheme=self.init_scheme)
+                       beta_2=self.beta_2, epsilon=self.epsilon, init_scheme=self.init_scheme,
+                       running_loss=True)  # loss_curve_ as MLPClassifier's, and no forward pass to record it
         if self._by_pass() and not incremental:  # partial_fit: one pass, as scikit-learn's (no stopping rule)
             model = self._train_by_pass(X, y, passes, init, options, sample_weight)
         else:
@@ -157,9 +161,9 @@ class _NeuralNet(BaseEstimator):
         return self.early_stopping or self.tol is not None or schedule != "constant"
 
     def _train_by_pass(self, X, y, passes, init, options, sample_weight):
-        """fastnn.train one pass at a time (the optimiser's state carried by init=), with scikit-learn's
-        rules between passes: the learning-rate schedule, the count of passes without improvement, and early
-        stopping on a held-out fraction (its best model is kept)."""
+        """One fastnn.train.Session advanced a pass at a time, with scikit-learn's rules between passes: the
+        learning-rate schedule, the count of passes without improvement (of the training loss, or of the
+        held-out score with early stopping, whose best model is kept)."""
         check.flag(self.early_stopping, "early_stopping")
         tol = 1e-4 if self.tol is None else check.real(self.tol, "tol")
         patience = check.integer(self.n_iter_no_change, "n_iter_no_change")

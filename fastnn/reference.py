@@ -168,23 +168,46 @@ def build(act, out, dtype, d, k, loop, parallel=False, solver="sgd", weighted=Fa
         output_forward(Z2, m, P, S)
         return XB, A1, Z2, P, S, yb, wb
 
+    def sample_losses(Z2, P, S, yb, wb, m):
+        """The sum of the per-sample losses of columns 0..m-1, each times its weight if weighted, in float64."""
+        cols = np.arange(m)
+        if out == "softmax":
+            per_sample = np.log(S[1, :m].astype(np.float64)) - (Z2[yb[:m], cols] - S[0, :m])
+        else:
+            T = yb[:, :m].astype(np.float64) if out == "identity" else _onehot(yb, P.shape[0], m, np.float64)
+            per_sample = 0.5 * np.sum((P[:, :m].astype(np.float64) - T) ** 2, axis=0)
+        return np.sum(per_sample * wb[:m].astype(np.float64)) if weighted else np.sum(per_sample)
+
+    def penalty(params, reg):
+        """reg/2 (|W1|^2 + |W2|^2) in float64; 0 when reg = 0 (never 0 * inf)."""
+        if reg == 0:
+            return 0.0
+        return reg / 2 * (np.sum(params[0].astype(np.float64) ** 2) + np.sum(params[2].astype(np.float64) ** 2))
+
     def run(X, y, weights, order, theta, params, passes, batch, lr, reg, mean, evaluate, work, labels, partials,
-            losses, P, state, optimiser):
-        """Train theta in place for `passes` epochs, then evaluate; returns (epochs completed, L)."""
+            losses, running, P, state, optimiser):
+        """Train theta in place for `passes` epochs (each epoch's training loss into running, if it has rows),
+        then evaluate; returns (epochs completed, L)."""
         n, d = X.shape
         h, k = params[2].shape
+        count = np.sum(weights, dtype=np.float64) if weighted else n
         with np.errstate(all="ignore"):  # a diverging run is reported by its result, not by warnings
             for e in range(passes):
+                epoch_loss = 0.0
                 for b in range(0, n, batch):
                     m = min(batch, n - b)
                     XB, A1, Z2, Pb, S, yb, wb = forward(X, y, weights, order, e, b, m, params)
+                    if running.shape[0]:
+                        epoch_loss += sample_losses(Z2, Pb, S, yb, wb, m) + penalty(params, reg)
                     output_delta(Pb, yb, wb, m, Pb)
                     G = np.zeros(theta.size)
                     backward(XB, A1, Pb, m, params[2], np.empty_like(A1), G, None)
-                    count = np.sum(wb, dtype=np.float64) if weighted else m
-                    update(theta, G, d, h, k, lr, reg, 1.0 / count if mean else 1.0, state, optimiser)
+                    size = np.sum(wb, dtype=np.float64) if weighted else m
+                    update(theta, G, d, h, k, lr, reg, 1.0 / size if mean else 1.0, state, optimiser)
                     if not np.isfinite(theta).all():
                         return e, np.nan
+                if running.shape[0]:
+                    running[e] = epoch_loss / count
             if not evaluate and P.shape[0] == 0:
                 return passes, 0.0
             XB, A1, Z2, Pn, S, yb, wb = forward(X, y, weights, order[:0], 0, 0, n, params)
@@ -192,16 +215,7 @@ def build(act, out, dtype, d, k, loop, parallel=False, solver="sgd", weighted=Fa
                 P[:] = Pn.T
             if not (evaluate and y.shape[0]):
                 return passes, 0.0
-            cols = np.arange(n)
-            if out == "softmax":
-                per_sample = np.log(S[1].astype(np.float64)) - (Z2[yb, cols] - S[0])
-            else:
-                T = yb.astype(np.float64) if out == "identity" else _onehot(yb, k, n, np.float64)
-                per_sample = 0.5 * np.sum((Pn.astype(np.float64) - T) ** 2, axis=0)
-            weight = wb.astype(np.float64) if weighted else np.ones(n)
-            penalty = np.sum(params[0].astype(np.float64) ** 2) + np.sum(params[2].astype(np.float64) ** 2)
-            penalty = reg / 2 * penalty if reg > 0 else 0.0  # no 0 * inf when reg = 0
-            return passes, (np.sum(per_sample * weight) + penalty) / np.sum(weight)
+            return passes, (sample_losses(Z2, Pn, S, yb, wb, n) + penalty(params, reg)) / count
 
     return types.SimpleNamespace(split=split, load_block=load_block, hidden_forward=hidden_forward,
                                  output_forward=output_forward, output_delta=output_delta,

@@ -500,15 +500,20 @@ def _forward_block(X, y, weights, order, e, start, m, params, rows, yb):
 
 
 @stage(inline="always")
-def _grad_range(X, y, weights, order, e, start, stop, params, rows, yb, G):
-    """G += the gradient sums of the samples start..stop-1 (of order[e], if order has rows), block by block."""
+def _grad_range(X, y, weights, order, e, start, stop, params, rows, yb, G, track):
+    """G += the gradient sums of the samples start..stop-1 (of order[e], if order has rows), block by block;
+    returns the sum of their losses (_block_loss) when track, else 0."""
     XB, A1, Z2, P, D3, D2, S, WB, GW = rows
     size = _block_size(A1, stop - start)
+    total = 0.0
     for b in range(start, stop, size):
         m = min(size, stop - b)
         _forward_block(X, y, weights, order, e, b, m, params, rows, yb)
+        if track:
+            total += _block_loss(Z2, P, S, yb, WB, m)
         output_delta(P, yb, WB, m, D3)
         backward(XB, A1, D3, m, params[2], D2, G, GW)
+    return total
 
 
 @stage(returns=nbtypes.float64)
@@ -573,12 +578,15 @@ def _n_tiles(n, d, h):
 
 @stage()
 def run(X, y, weights, order, theta, params, passes, batch, lr, reg, mean, evaluate, work, labels, partials,
-        losses, P, state, optimiser):
+        losses, running, P, state, optimiser):
     """Train theta in place for `passes` epochs, then evaluate; returns (epochs completed, L).
 
     Training: each epoch visits order[e] (or 0..n-1 if order has no rows) in batches of `batch` samples,
     one update per batch (the full batch is batch = n); mean: scale gradients by 1/batch size. It stops
-    early, returning (the epoch, NaN), when the parameters stop being finite. Evaluation: L = (sum of
+    early, returning (the epoch, NaN), when the parameters stop being finite. When running has rows, the
+    training loss of epoch e goes to running[e], computed by the training itself (scikit-learn's MLPs'
+    loss_curve_): (sum over its batches of their samples' losses and reg/2 (|W1|^2 + |W2|^2) at the batch's
+    start) / n; for the full batch, the loss of the parameters the epoch started from. Evaluation: L = (sum of
     per-sample losses + reg/2 (|W1|^2 + |W2|^2)) / n when evaluate (else 0), and the outputs into P when
     it has rows. WEIGHTED: each sample's delta and loss are times its weight, and the batch size and n
     above are the sums of the weights (scikit-learn's sample_weight). Both run tile by tile, tiles over the
@@ -589,8 +597,8 @@ def run(X, y, weights, order, theta, params, passes, batch, lr, reg, mean, evalu
     for; weights (n,) (WEIGHTED) or (0,); order (E, n) or (0, 0); params: the views (W1 (d, h), b1 (h,),
     W2 (h, k), b2 (k,)) of the flat theta; work (slots, work_rows(d, h, k), BLOCK) and labels (slots, BLOCK)
     (identity: (slots, k, BLOCK) of X's dtype): buffers; partials (tiles of a batch, theta.size),
-    zero; losses (tiles of n,); P (n, k) or (0, k); state, optimiser: the optimiser's, updated in place (see
-    update).
+    zero; losses (at least the tiles of n and of a batch); running (passes,) float64 or (0,); P (n, k) or
+    (0, k); state, optimiser: the optimiser's, updated in place (see update).
     """
     n, d = X.shape
     W1, b1, W2, b2 = params
@@ -599,7 +607,9 @@ def run(X, y, weights, order, theta, params, passes, batch, lr, reg, mean, evalu
     G, yb = partials[0], labels[0]
     XB, A1, Z2, Pb, D3, D2, S, WB, GW = _rows(work[0], d, h, k)
     reload = order.shape[0] > 0 or batch < n  # else the one block stays in the buffers from pass to pass
+    track = running.shape[0] > 0
     for e in range(passes):
+        epoch_loss = 0.0
         for b in range(0, n, batch):
             stop = min(b + batch, n)
             ntiles, _ = _n_tiles(stop - b, d, h)
@@ -611,13 +621,20 @@ def run(X, y, weights, order, theta, params, passes, batch, lr, reg, mean, evalu
                     load_block(X, y, weights, order, e, b, m, XB, yb, WB)
                 hidden_forward(XB, m, W1, b1, W2, b2, A1, Z2)
                 output_forward(Z2, m, Pb, S)
+                if track:
+                    epoch_loss += _block_loss(Z2, Pb, S, yb, WB, m)
                 output_delta(Pb, yb, WB, m, D3)
                 backward(XB, A1, D3, m, W2, D2, G, GW)
             else:
-                grad_tiles(X, y, weights, order, e, b, stop, params, work, labels, partials)
+                grad_tiles(X, y, weights, order, e, b, stop, params, work, labels, partials, losses, track)
                 for t in range(1, ntiles):
                     for i in range(theta.size):
                         G[i] += partials[t, i]
+                if track:
+                    for t in range(ntiles):
+                        epoch_loss += losses[t]
+            if track:
+                epoch_loss += _penalty(theta, d, h, k, reg)
             scale = 1.0 / (_weight_sum(weights, order, e, b, stop) if WEIGHTED else stop - b) if mean else 1.0
             update(theta, G, d, h, k, lr, reg, scale, state, optimiser)
             # Zeroed now, long before the next batch adds to them: zeroed just before, the first block's
@@ -628,6 +645,8 @@ def run(X, y, weights, order, theta, params, passes, batch, lr, reg, mean, evalu
             for i in range(theta.size):
                 if not math.isfinite(theta[i]):
                     return e, np.nan
+        if track:
+            running[e] = epoch_loss / (_weight_sum(weights, order[:0], 0, 0, n) if WEIGHTED else n)
     if not evaluate and P.shape[0] == 0:
         return passes, 0.0
     labelled, outputs = evaluate and y.shape[0] > 0, P.shape[0] > 0
@@ -654,13 +673,21 @@ def run(X, y, weights, order, theta, params, passes, batch, lr, reg, mean, evalu
     total = 0.0
     for t in range(ntiles):
         total += losses[t]
-    penalty = 0.0
-    for i in range(d * h):
-        penalty += theta[i] * theta[i]
-    for i in range(d * h + h, d * h + h + h * k):
-        penalty += theta[i] * theta[i]
     count = _weight_sum(weights, order[:0], 0, 0, n) if WEIGHTED else n
-    return passes, (total + (reg / 2 * penalty if reg > 0 else 0.0)) / count  # no 0 * inf when reg = 0
+    return passes, (total + _penalty(theta, d, h, k, reg)) / count
+
+
+@stage(inline="always")
+def _penalty(theta, d, h, k, reg):
+    """reg/2 (|W1|^2 + |W2|^2) in float64; 0 when reg = 0 (never 0 * inf)."""
+    if reg == 0:
+        return 0.0
+    total = 0.0
+    for i in range(d * h):
+        total += theta[i] * theta[i]
+    for i in range(d * h + h, d * h + h + h * k):
+        total += theta[i] * theta[i]
+    return reg / 2 * total
 
 
 @stage(inline="always")
@@ -673,13 +700,14 @@ def _weight_sum(weights, order, e, start, stop):
 
 
 @stage(inline="always")
-def grad_tiles(X, y, weights, order, e, start, stop, params, work, labels, partials):
-    """partials[t] += the gradient sums of tile t of samples start..stop-1, tiles spread over the slots."""
+def grad_tiles(X, y, weights, order, e, start, stop, params, work, labels, partials, losses, track):
+    """partials[t] += the gradient sums of tile t of samples start..stop-1, tiles spread over the slots, and
+    losses[t] = the sum of its samples' losses when track."""
     d, h, k = X.shape[1], params[0].shape[1], params[2].shape[1]
     nslots = work.shape[0]
     ntiles, T = _n_tiles(stop - start, d, h)
     for s in prange(nslots):
         rows = _rows(work[s], d, h, k)
         for t in range(s, ntiles, nslots):
-            _grad_range(X, y, weights, order, e, start + t * T, min(start + (t + 1) * T, stop), params, rows,
-                        labels[s], partials[t])
+            losses[t] = _grad_range(X, y, weights, order, e, start + t * T, min(start + (t + 1) * T, stop), params,
+                                    rows, labels[s], partials[t], track)

@@ -417,9 +417,9 @@ def run_inputs(rng, d, h, k, n, dtype=np.float64, batch=None, passes=5, shuffled
                 evaluate=evaluate, work=np.empty((slots, kernels.work_rows(d, h, k), BLOCK), dtype),
                 labels=engine.label_buffer(y, slots, dtype),
                 partials=np.zeros((engine.tiles(min(batch, n), d, h), theta.size)),
-                losses=np.zeros(engine.tiles(n, d, h)),
+                losses=np.zeros(max(engine.tiles(n, d, h), engine.tiles(min(batch, n), d, h))),
                 P=np.full((n if outputs else 0, k), np.nan, dtype), d=d, h=h, k=k, weights=np.empty(0, dtype),
-                state=np.zeros((0, theta.size)), optimiser=np.zeros(6))
+                state=np.zeros((0, theta.size)), optimiser=np.zeros(6), running=np.empty(0))
 
 
 def call_run(impl, named):
@@ -474,6 +474,44 @@ def test_identity_run_one_target(rng, d, h, k, n, batching, dtype):
     assert not np.allclose(k_env["theta"], named["theta"], rtol=1e-3)
     assert_near(loss_k, loss_r, tolerance)
     assert_near(k_env["P"], r_env["P"], tolerance)
+
+
+RUNNING = [(2, 3, 2, 200, None), (2, 3, 3, 2 * BLOCK + 60, 50), (5, 50, 3, 300, None), (64, 17, 10, 600, 128),
+           (3, 4, 1, TILE + 300, None)]
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["", "weighted"])
+@pytest.mark.parametrize("out", ["softmax", "sigmoid", "identity"])
+@pytest.mark.parametrize("d, h, k, n, batch", RUNNING, ids=["d{}h{}k{}n{}b{}".format(*s) for s in RUNNING])
+def test_running_loss(rng, d, h, k, n, batch, out, weighted):
+    """Each pass's training loss as the pass computes it (scikit-learn's loss_curve_), against the twin: one
+    block, tiles, wide inputs, a batch of several tiles; for the full batch, the loss of the parameters the
+    pass started from."""
+    if out != "identity" and k == 1:
+        k = 2
+    passes = 4
+    named = run_inputs(rng, d, h, k, n, batch=batch, passes=passes, shuffled=batch is not None, out=out, lr=0.05)
+    named["X"] /= np.sqrt(d)
+    named.update(running=np.full(passes, np.nan), reg=0.1)
+    if weighted:
+        named["weights"] = np.where(rng.random(n) < 0.2, 0.0, rng.uniform(0.1, 3, n))
+    loop = loop_for(named["batch"], d, h)
+    kernel, twin = both("tanh", out, np.float64, d, k, loop, weighted=weighted)
+    with engine.single_threaded_blas:
+        _, k_env = call_run(kernel, named)
+    _, r_env = call_run(twin, named)
+    assert np.isfinite(k_env["running"]).all()
+    assert_near(k_env["running"], r_env["running"], RTOL[np.float64])
+    assert_near(k_env["theta"], r_env["theta"], RTOL[np.float64])
+    if batch is None:  # pass e's loss is the loss of the parameters after e passes
+        for e in range(passes):
+            (_, exact), _ = call_run(kernel, dict(named, passes=e, running=np.empty(0)))
+            assert_near(k_env["running"][e], exact, RTOL[np.float64])
+    with engine.single_threaded_blas:  # tracking the loss changes nothing else, to the bit
+        (_, loss_without), without = call_run(kernel, dict(named, running=np.empty(0)))
+        (_, loss_with), _ = call_run(kernel, named)
+    np.testing.assert_array_equal(without["theta"], k_env["theta"])
+    assert loss_without == loss_with
 
 
 @pytest.mark.parametrize("act", ACTIVATIONS)

@@ -289,6 +289,18 @@ def test_sample_weight_is_checked(moons, weights, error, match):
         fastnn.train(*moons, 3, passes=1, sample_weight=weights)
 
 
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_running_loss_is_the_loss_each_pass_started_from(moons, backend):
+    """Full batch: the loss a pass computes as it trains is that of the parameters it started from, which the
+    default records evaluate after the pass before; the updates are the same to the bit."""
+    settings = dict(passes=300, loss_every=1, backend=backend)
+    exact = fastnn.train(*moons, 3, **settings)
+    running = fastnn.train(*moons, 3, running_loss=True, **settings)
+    np.testing.assert_array_equal(running.theta, exact.theta)
+    np.testing.assert_array_equal(running.loss_history[:, 0], exact.loss_history[:, 0])
+    np.testing.assert_allclose(running.loss_history[1:, 1], exact.loss_history[:-1, 1], rtol=1e-12)
+
+
 # --- Identity outputs (regression) ----------------------------------------------------------------------------
 
 def smooth_targets(n=300, d=3, seed=0):
