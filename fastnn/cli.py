@@ -109,7 +109,8 @@ def _compile_parser(sub):
     p.add_argument("--inputs", type=int, nargs="+", default=[2], metavar="D",
                    help="numbers of input features (default 2; every number above 4 shares one compilation)")
     p.add_argument("--classes", type=int, nargs="+", default=[2], metavar="K",
-                   help="numbers of classes (default 2; every number above 2 shares one compilation)")
+                   help="numbers of classes, or of targets for identity outputs (default 2; every number "
+                        "but 2 shares one compilation)")
     p.add_argument("--activation", nargs="+", default=["tanh"], metavar="A", help="hidden activations (default tanh)")
     p.add_argument("--output", nargs="+", default=["softmax"], metavar="O",
                    help="outputs: softmax, sigmoid, identity (default softmax)")
@@ -126,8 +127,9 @@ def _compile(args):
                           classes=args.classes, processes=args.processes)
     for r in rows:
         print(f"{r['status']:>8} {r['seconds']:6.1f} s  {r['activation']}, {r['output']}, {r['dtype']}, "
-              f"{r['inputs']}{'+' if r['inputs'] > 4 else ''} inputs, {r['classes']}{'+' if r['classes'] > 2 else ''} "
-              f"classes, {r['loop']}{', parallel' if r['parallel'] else ''}")
+              f"{r['inputs']}{'+' if r['inputs'] > 4 else ''} inputs, "
+              f"{'2 classes' if r['classes'] == 2 else '1 or 3+ classes or targets'}, "
+              f"{r['loop']}{', parallel' if r['parallel'] else ''}")
     print(f"{len(rows)} kernels ready in {time.perf_counter() - start:.1f} s; cache: {fastnn.engine.cache_dir()}")
 
 

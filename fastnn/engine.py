@@ -92,8 +92,8 @@ def _signature(a) -> Any:
     """What Numba's type of an argument depends on, cheaply: an array's dtype, dimensions, layout, and
     whether it is writable and aligned; a tuple's items; a scalar's Python type."""
     if isinstance(a, np.ndarray):
-        layout = "C" if a.flags.c_contiguous else "F" if a.flags.f_contiguous else "A"
-        return a.dtype.str, a.ndim, layout, a.flags.writeable, a.flags.aligned
+        flags = a.flags  # each access of a.flags makes an object: once
+        return a.dtype, a.ndim, flags.c_contiguous, flags.f_contiguous, flags.writeable, flags.aligned
     if isinstance(a, tuple):
         return tuple(_signature(item) for item in a)
     return type(a)
