@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import sys
 import threading
 import time
@@ -233,10 +234,35 @@ def _compile(dispatcher, types, describe: str) -> None:
         notice(f"fastnn: compiling kernels for {describe} (first use only, then cached on disk; about "
                f"{_COMPILE_SECONDS[bool(parallel)]} s)")
         start = time.perf_counter()
-        dispatcher.compile(types)
+        with _interrupt_deferred():
+            dispatcher.compile(types)
         log.debug("compiled %s in %.1f s", describe, time.perf_counter() - start)
     else:
-        dispatcher.compile(types)
+        with _interrupt_deferred():
+            dispatcher.compile(types)
+
+
+@contextlib.contextmanager
+def _interrupt_deferred():
+    """Hold Ctrl-C (SIGINT) until the block ends, then raise KeyboardInterrupt.
+
+    While Numba compiles or loads a kernel, LLVM calls back into Python through ctypes, where an exception is
+    printed and dropped: a Ctrl-C landing there was lost, and the call went on to run its passes (hours, for a
+    long run; seen as hangs of the Ctrl-C tests when a busy machine slowed the loading). Only in the main
+    thread, and only over Python's own handler: a handler of the caller's is left alone.
+    """
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def _cached(dispatcher, types) -> bool:

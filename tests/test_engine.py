@@ -3,6 +3,7 @@ and memory-mapped inputs on the same machine code, cache keys that follow every 
 ``fastnn.compile``."""
 
 import logging
+import signal
 import subprocess
 import sys
 
@@ -91,12 +92,12 @@ def test_compile_fills_the_cache_for_a_regressor(tmp_path):
             "processes=1)")
     use = ("import fastnn, numpy as np; X = np.random.default_rng(0).standard_normal((50, 3)); "
            "fastnn.train(X, X[:, 0], 2, passes=5, output='identity', reduction='mean', lr=0.1).predict(X)")
-    # A use in an empty cache of its own compiles (and says so); after the fill, a use compiles nothing.
-    for code, cache, compiles in ((use, tmp_path / "other", True), (fill, tmp_path, False), (use, tmp_path, False)):
+    # (A first use says that it compiles: test_a_first_call_says_it_compiles_and_fastnn_compile_spares_it.)
+    for code in (fill, use):
         run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
-                             env=child_env(NUMBA_CACHE_DIR=str(cache)))
+                             env=child_env(NUMBA_CACHE_DIR=str(tmp_path)))
         assert run.returncode == 0, run.stderr
-        assert ("compiling" in run.stderr) == compiles, run.stderr
+        assert "compiling" not in run.stderr, run.stderr
 
 
 TRAIN = "import fastnn; X, y = fastnn.make_moons(); print(fastnn.train(X, y, 3, passes=100).score(X, y))"
@@ -116,3 +117,21 @@ def test_a_first_call_says_it_compiles_and_fastnn_compile_spares_it(tmp_path):
     warm = subprocess.run([sys.executable, "-c", TRAIN], env=env, capture_output=True, text=True, timeout=600)
     assert warm.returncode == 0 and "compiling" not in warm.stderr
     assert warm.stdout == cold.stdout
+
+
+def test_ctrl_c_while_a_kernel_compiles_is_held_then_raised():
+    """LLVM calls back into Python while Numba compiles or loads, and an exception there is dropped: a Ctrl-C
+    during a compile is held to its end, then raised, never lost (nor raised halfway through)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own, as in a plain process
+    try:
+        reached = False
+        with pytest.raises(KeyboardInterrupt):
+            with engine._interrupt_deferred():
+                signal.raise_signal(signal.SIGINT)
+                reached = True
+        assert reached
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+        with pytest.raises(KeyboardInterrupt):  # and outside the block, Ctrl-C is at once KeyboardInterrupt
+            signal.raise_signal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, previous)
