@@ -234,8 +234,11 @@ def test_any_failure_is_one_line_and_exit_code_2(error, tmp_path, monkeypatch, c
     assert len(err.splitlines()) == 1 and err.startswith("fastnn train: error: ") and "Traceback" not in err, err
 
 
+# Python's own SIGINT handler in the child, whatever disposition the test process hands down (a process
+# whose SIGINT is ignored starts its children with it ignored: see test_sweep.ctrl_c).
 INTERRUPT = """
-import sys
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from fastnn import cli
 print("ready", flush=True)
 sys.exit(cli.main({argv!r}))

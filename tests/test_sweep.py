@@ -6,6 +6,7 @@ import csv
 import itertools
 import json
 import pickle
+import signal
 import threading
 import time
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
@@ -295,11 +296,16 @@ def sweep_threads():
     return [t for t in threading.enumerate() if t.name.startswith("fastnn-sweep")]
 
 
-def ctrl_c(going, done):
-    """Ctrl-C (interrupt_main) once going() says the runs are going, plus 0.2 s, and again every 2 s until
-    done is set, as a user presses it again: on a busy machine (a cold cache, both cores compiling) a first
-    interrupt was lost twice on 2026-12-06 (where, is not known yet), and the test then waited for runs of
-    hours. What the tests hold is what a Ctrl-C that the sweep receives does."""
+@contextlib.contextmanager
+def ctrl_c(going):
+    """Within the block: Ctrl-C (interrupt_main) once going() says the runs are going, plus 0.2 s, and again
+    every 2 s until the block ends, as a user presses it again; SIGINT has Python's own handler meanwhile
+    (interrupt_main does nothing while it is ignored). On a busy machine (a cold cache, both cores compiling)
+    a first interrupt was lost more than once on 2026-12-06, cause not yet known, and the test then waited
+    for runs of hours. What the tests hold is what a Ctrl-C that the sweep receives does."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    done = threading.Event()
+
     def fire():
         end = time.monotonic() + HANG
         while not going() and time.monotonic() < end:
@@ -308,7 +314,13 @@ def ctrl_c(going, done):
         while not done.is_set() and time.monotonic() < end:
             _thread.interrupt_main()
             done.wait(2.0)
+
     threading.Thread(target=fire, daemon=True).start()
+    try:
+        yield
+    finally:
+        done.set()
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_stop_flag_stops_every_run(moons):
@@ -323,14 +335,9 @@ def test_stop_flag_stops_every_run(moons):
 
 def test_ctrl_c_stops_running_threads_before_it_is_raised(moons):
     # previously failed: the first Ctrl-C left the worker threads running to the end of their runs
-    done = threading.Event()
-    ctrl_c(sweep_threads, done)
     start = time.perf_counter()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            fastnn.sweep(*moons, **LONG)
-    finally:
-        done.set()
+    with ctrl_c(sweep_threads), pytest.raises(KeyboardInterrupt):
+        fastnn.sweep(*moons, **LONG)
     assert time.perf_counter() - start < HANG
     assert sweep_threads() == []
 
@@ -361,14 +368,9 @@ def test_ctrl_c_stops_the_runs_on_a_dask_cluster(moons):
     with local_cluster(1) as client:
         executor = client.get_executor()
         fastnn.sweep(*moons, (3,), passes=10, executor=executor, progress=False)  # the worker's kernels loaded
-        done = threading.Event()
-        ctrl_c(lambda: any(client.processing().values()), done)
         start = time.perf_counter()
-        try:
-            with pytest.raises(KeyboardInterrupt):
-                fastnn.sweep(*moons, executor=executor, **dict(LONG, n_jobs=None))
-        finally:
-            done.set()
+        with ctrl_c(lambda: any(client.processing().values())), pytest.raises(KeyboardInterrupt):
+            fastnn.sweep(*moons, executor=executor, **dict(LONG, n_jobs=None))
         assert time.perf_counter() - start < HANG
         # The worker's one thread is free again only once the run it had stopped: a task sent now runs
         # (the run asks the scheduler every 0.1 s, and stops within a chunk); unstopped, it would not for hours.

@@ -588,7 +588,8 @@ def test_kernels_release_the_gil(parallel):
 
 # 10**9 passes: hours for any of these runs, so a run that only stopped at its end would hang the test.
 LONG = """
-import sys, threading, traceback, fastnn
+import signal, sys, threading, traceback, fastnn
+signal.signal(signal.SIGINT, signal.default_int_handler)  # whatever the test process hands down
 for i, (n, hidden, backend, progress) in enumerate({cases}):
     X, y = fastnn.make_moons(n)
     settings = dict(reduction="mean", lr=0.1, backend=backend)
