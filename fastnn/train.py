@@ -237,7 +237,8 @@ def train(X: ArrayLike, y: ArrayLike, hidden: int = 3, *, passes: int = 20000, l
         trivial loss, that of predicting the class frequencies (identity outputs: the targets' means)
         (checked after passes 1, 2, 4, 8, ... and then every ``loss_every`` passes, so a diverging run stops
         within a few passes); or it ended at or above the trivial loss and above its starting loss (with
-        ``init``, the loss of init's parameters on this data). The message gives the pass, lr and reduction, and what to try.
+        ``init``, the loss of init's parameters on this data). The message gives the pass, lr and reduction,
+        and what to try.
     Cancelled
         When ``stop`` was set.
     """

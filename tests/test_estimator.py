@@ -333,14 +333,7 @@ def test_optimisers_step_as_mlp_classifier(optimiser):
     X, y = make_blobs(300, centers=3, cluster_std=1.5, random_state=0)
     X = StandardScaler().fit_transform(X)
     lr = 0.01 if optimiser["solver"] == "adam" else 0.05
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        mlp = MLPClassifier((5,), activation="tanh", alpha=1e-4, batch_size=len(y), learning_rate_init=1e-300,
-                            max_iter=1, shuffle=False, tol=0.0, n_iter_no_change=99, random_state=0, **optimiser)
-        mlp.fit(X, y)
-        start = np.concatenate([mlp.coefs_[0].ravel(), mlp.intercepts_[0], mlp.coefs_[1].ravel(),
-                                mlp.intercepts_[1]])
-        mlp.set_params(learning_rate_init=lr, max_iter=20, warm_start=True).fit(X, y)
+    mlp, start = mlp_from_its_start(MLPClassifier, X, y, lr, optimiser)
     init = fastnn.Model(start, 2, 5, dict(activation="tanh", output="softmax", reduction="mean", lr=lr, reg=1e-4,
                                           passes=0, seed=0, batch_size=None, backend="numba"))
     clf = NeuralNetClassifier(5, lr=lr, reg=1e-4, passes=20, **optimiser)
@@ -350,6 +343,22 @@ def test_optimisers_step_as_mlp_classifier(optimiser):
                             + mlp.coefs_[1:] + mlp.intercepts_[1:]):
         np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-12)
     assert not np.allclose(ours.theta, start, atol=1e-3)  # it trained
+
+
+def mlp_from_its_start(kind, X, y, lr, optimiser):
+    """An MLP of 5 tanh units after 20 full-batch passes at lr from its own initial weights, and those weights
+    (flat, fastnn's layout): drawn by a first fit at a step of 1e-300, which moves no weight; refitting with
+    warm_start starts a fresh optimiser from them, as fastnn's init= does from a Model without one."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        mlp = kind(hidden_layer_sizes=(5,), activation="tanh", alpha=1e-4, batch_size=len(y),
+                   learning_rate_init=1e-300, max_iter=1, shuffle=False, tol=0.0, n_iter_no_change=99, random_state=0,
+                   **optimiser)
+        mlp.fit(X, y)
+        start = np.concatenate([mlp.coefs_[0].ravel(), mlp.intercepts_[0], mlp.coefs_[1].ravel(),
+                                mlp.intercepts_[1]])
+        mlp.set_params(learning_rate_init=lr, max_iter=20, warm_start=True).fit(X, y)
+    return mlp, start
 
 
 TRAIN_OPTIONS = {"solver": "solver", "momentum": "momentum", "nesterovs_momentum": "nesterov", "beta_1": "beta_1",
@@ -507,14 +516,7 @@ def test_optimisers_step_as_mlp_regressor(optimiser):
     X = rng.standard_normal((200, 3))
     Y = np.c_[np.sin(X[:, 0]), X[:, 1] * X[:, 2]]
     lr = 0.01 if optimiser["solver"] == "adam" else 0.05
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        mlp = MLPRegressor(hidden_layer_sizes=(5,), activation="tanh", alpha=1e-4, batch_size=len(Y), learning_rate_init=1e-300,
-                           max_iter=1, shuffle=False, tol=0.0, n_iter_no_change=99, random_state=0, **optimiser)
-        mlp.fit(X, Y)
-        start = np.concatenate([mlp.coefs_[0].ravel(), mlp.intercepts_[0], mlp.coefs_[1].ravel(),
-                                mlp.intercepts_[1]])
-        mlp.set_params(learning_rate_init=lr, max_iter=20, warm_start=True).fit(X, Y)
+    mlp, start = mlp_from_its_start(MLPRegressor, X, Y, lr, optimiser)
     init = fastnn.Model(start, 3, 5, dict(activation="tanh", output="identity", reduction="mean", lr=lr, reg=1e-4,
                                           passes=0, seed=0, batch_size=None, backend="numba"))
     reg = NeuralNetRegressor(5, lr=lr, reg=1e-4, passes=20, **optimiser)
@@ -554,8 +556,8 @@ def test_r2_at_least_mlp_regressor(name, mode):
         for seed in SEEDS:
             ours.append(NeuralNetRegressor(8, lr=0.1, passes=passes, batch_size=batch, random_state=seed)
                         .fit(Xtr, ytr).score(Xte, yte))
-            mlp = MLPRegressor(hidden_layer_sizes=(8,), activation="tanh", solver="sgd", momentum=0.0, learning_rate_init=0.1,
-                               alpha=1e-4, batch_size=len(ytr) if batch is None else batch, max_iter=passes,
+            mlp = MLPRegressor(hidden_layer_sizes=(8,), activation="tanh", solver="sgd", momentum=0.0,
+                               learning_rate_init=0.1, alpha=1e-4, batch_size=len(ytr) if batch is None else batch, max_iter=passes,
                                tol=0.0, n_iter_no_change=passes + 1, random_state=seed)
             theirs.append(mlp.fit(Xtr, ytr).score(Xte, yte))
     noise = 2 * np.sqrt((np.var(ours, ddof=1) + np.var(theirs, ddof=1)) / len(SEEDS))
