@@ -9,6 +9,8 @@ from llvmlite import ir
 from numba.core import cgutils, compiler, cpu_options
 from numba.core import types as nbtypes
 from numba.core.caching import FunctionCache, NullCache
+from numba.core.codegen import JITCodeLibrary
+from numba.core.compiler_lock import global_compiler_lock
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
@@ -22,7 +24,8 @@ except ImportError:  # not POSIX: saves are not serialised between processes
 FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 
 # error_model='numpy' drops the ZeroDivisionError check that stops loops with a division from vectorising.
-JIT = dict(nogil=True, error_model="numpy", fastmath=FASTMATH)
+# Kernels are called from Python only: no wrapper for C callers (compiling one costs about 0.1 s a kernel).
+JIT = dict(nogil=True, error_model="numpy", fastmath=FASTMATH, no_cfunc_wrapper=True)
 
 # The elementary functions rely on an exact Cody-Waite reduction, which 'reassoc' or 'arcp' would undo.
 MATH_FASTMATH = {"nsz", "contract"}
@@ -117,13 +120,14 @@ def subroutine(func, returns, fastmath=FASTMATH):
     flags = compiler.Flags()
     flags.nrt = False  # subroutines take arrays, never allocate: no reference counting
     flags.error_model = "numpy"
+    flags.no_compile = flags.no_cpython_wrapper = flags.no_cfunc_wrapper = True  # called from kernels only
     flags.fastmath = cpu_options.FastMathOptions(set(fastmath))
     # Subroutines are cached per code object within a process: a name of its own keeps variants apart.
     func = types.FunctionType(func.__code__.replace(co_name=func.__qualname__, co_qualname=func.__qualname__),
                               func.__globals__, func.__name__, func.__defaults__, func.__closure__)
 
     def codegen(context, builder, sig, args):
-        cres = context.compile_subroutine(builder, func, sig, flags=flags.copy())
+        cres = _compile_linked(context, func, sig, flags)
         return context.call_internal(builder, cres.fndesc, sig, args)
 
     def typer(typingctx, *args):
@@ -135,6 +139,34 @@ def subroutine(func, returns, fastmath=FASTMATH):
     exec(f"def {func.__name__}(typingctx, {', '.join(names)}):\n    return typer(typingctx, {', '.join(names)})",
          scope)
     return intrinsic(scope[func.__name__])
+
+
+class _LinkedOnly(JITCodeLibrary):
+    """The code library of a subroutine: its LLVM code, linked into its callers and optimised there, never
+    on its own. Numba's own subroutine libraries are optimised as whole modules and made into machine code
+    when their first caller links them, work that the caller's optimisation then does again after inlining
+    (a tenth of a kernel's compile time, and the machine code is never run)."""
+
+    def finalize(self):
+        for library in dict.fromkeys(self._linking_libraries):  # as CPUCodeLibrary.finalize links them
+            self._reload_init.update(library._reload_init)
+            self._final_module.link_in(library._get_module_for_linking(), preserve=True)
+        self._finalized = True
+
+
+def _compile_linked(context, func, sig, flags):
+    """context.compile_subroutine(func, sig) into a _LinkedOnly library, kept per (code, signature) in the
+    same per-process table."""
+    key = (_compile_linked, func.__code__, sig)
+    cres = context.cached_internal_func.get(key)
+    if cres is None:
+        with global_compiler_lock:
+            library = _LinkedOnly(context.codegen(), func.__name__)
+            cres = compiler.compile_internal(context.typing_context, context, library, func, sig.args,
+                                             sig.return_type, flags.copy(), locals={})
+        context.cached_internal_func[key] = cres
+    context.active_code_library.add_linking_library(cres.library)
+    return cres
 
 
 @intrinsic

@@ -22,8 +22,9 @@ def tutorial_kernel():
 
 def test_read_only_and_memory_mapped_inputs_use_the_compiled_kernel(moons, tmp_path):
     X, y = moons
-    fastnn.train(np.array(X), np.array(y), 3, passes=5)  # writable copies
     run = tutorial_kernel()
+    before = set(run.overloads)  # other tests in this process may have called run with other arguments
+    fastnn.train(np.array(X), np.array(y), 3, passes=5)  # writable copies
     compiled = set(run.overloads)
     fastnn.train(X, y, 3, passes=5)  # the read-only fixture
     path = tmp_path / "X.npy"
@@ -31,7 +32,7 @@ def test_read_only_and_memory_mapped_inputs_use_the_compiled_kernel(moons, tmp_p
     mapped = np.load(path, mmap_mode="r")
     model = fastnn.train(mapped, y, 3, passes=5)
     model.predict(mapped)
-    assert set(run.overloads) == compiled and len(compiled) == 1
+    assert set(run.overloads) == compiled and len(compiled - before) <= 1
 
 
 def test_an_evaluation_uses_the_loop_that_is_compiled(moons):
