@@ -50,9 +50,10 @@ LOAD = 16  # samples per step of load_block for wide inputs: a 64-byte line of f
 LOOP_KERNELS = ("run", "grad_tiles")  # compiled per loop; every other @stage function is shared by the loops
 
 # A variant's choices, set as compile-time constants by build(): the activation f and its derivative, the
-# output, the loop, the optimiser, whether samples have weights, the number of inputs D (0: read at run
-# time), whether there are two classes, and the elementary functions of the dtype.
-ACT = OUT = LOOP = SOLVER = WEIGHTED = D = BINARY = activate = derivative = exp = sigmoid = None
+# output, the loop and whether it runs on threads, the optimiser, whether samples have weights, the number
+# of inputs D (0: read at run time), whether there are two classes, and the elementary functions of the
+# dtype.
+ACT = OUT = LOOP = PARALLEL = SOLVER = WEIGHTED = D = BINARY = activate = derivative = exp = sigmoid = None
 
 
 def build(act, out, dtype, d, k, loop, parallel=False, solver="sgd", weighted=False):
@@ -86,7 +87,7 @@ def _stages(act, out, dtype, inputs, binary, solver, weighted):
 @functools.lru_cache(maxsize=None)
 def _build(act, out, dtype, inputs, binary, loop, parallel, solver, weighted):
     constants, (stages, clones), tag = _stages(act, out, dtype, inputs, binary, solver, weighted)
-    loops, _ = specialise(globals(), LOOP_KERNELS, dict(constants, LOOP=loop, **stages),
+    loops, _ = specialise(globals(), LOOP_KERNELS, dict(constants, LOOP=loop, PARALLEL=parallel, **stages),
                           f"{tag}_{loop}{'_parallel' if parallel else ''}", entries=("run",),
                           options={"run": dict(parallel=parallel)})
     # The stages as kernels that Python can call too (the tests pair them with their twins); compiled only
@@ -605,14 +606,15 @@ def run(X, y, weights, order, theta, params, passes, batch, lr, reg, mean, evalu
     h, k = W2.shape
     nslots = work.shape[0]
     G, yb = partials[0], labels[0]
-    XB, A1, Z2, Pb, D3, D2, S, WB, GW = _rows(work[0], d, h, k)
+    rows0 = _rows(work[0], d, h, k)
+    XB, A1, Z2, Pb, D3, D2, S, WB, GW = rows0
     reload = order.shape[0] > 0 or batch < n  # else the one block stays in the buffers from pass to pass
     track = running.shape[0] > 0
     for e in range(passes):
         epoch_loss = 0.0
         for b in range(0, n, batch):
             stop = min(b + batch, n)
-            ntiles, _ = _n_tiles(stop - b, d, h)
+            ntiles = 1 if LOOP == "block" else _n_tiles(stop - b, d, h)[0]  # "block": G is the only partial
             if LOOP == "block":
                 # Every batch is one block: its stages are called right here, with no loop over blocks or
                 # tiles around them (that costs 4-12% of the tutorial's run, measured).
@@ -652,7 +654,9 @@ def run(X, y, weights, order, theta, params, passes, batch, lr, reg, mean, evalu
     labelled, outputs = evaluate and y.shape[0] > 0, P.shape[0] > 0
     ntiles, T = _n_tiles(n, d, h)
     for s in prange(nslots):
-        rows = _rows(work[s], d, h, k)
+        # A serial variant evaluates in the first slot's buffers, whose views exist: making them again
+        # would cost a tenth of the variant's compile time (measured).
+        rows = _rows(work[s], d, h, k) if PARALLEL else rows0
         Z2s, Ps, Ss, WBs = rows[2], rows[3], rows[6], rows[7]
         size = _block_size(rows[1], n)
         for t in range(s, ntiles, nslots):
