@@ -7,9 +7,11 @@ import signal
 import subprocess
 import sys
 
+import numba
 import numpy as np
 import pytest
 from helpers import child_env
+from numba.core.caching import NullCache
 
 import fastnn
 from fastnn import engine, kernels
@@ -62,6 +64,27 @@ def test_the_cache_key_follows_every_kernel_source(moons, monkeypatch):
     # An edit to any file of kernels/ changes SOURCE: the entry no longer matches and would compile afresh.
     monkeypatch.setattr(config, "SOURCE", config.SOURCE + "edited")
     assert not run._cache.has(types, codegen)
+
+
+def test_a_parallel_kernel_links_the_wrappers_of_its_loops_only(monkeypatch):
+    """The compile-time saving of config._compile_parallel relies on how Numba names the libraries of a
+    parallel loop's wrappers: if a Numba release renames them, this fails instead of the saving vanishing."""
+    linked = []
+    link = config._link
+    monkeypatch.setattr(config, "_link", lambda library: (linked.append(library.name), link(library)))
+
+    def fill(out):
+        for i in numba.prange(out.size):
+            out[i] = 2 * i
+
+    run = config.kernel(fill, "test", parallel=True)
+    run._cache = NullCache()  # compiled here, never loaded from an earlier run's cache
+    out = np.zeros(1000)
+    run(out)
+    assert np.array_equal(out, 2 * np.arange(1000))
+    assert "parallelgufuncwrapper" in linked
+    assert any(name.startswith("<numba.np.ufunc.wrappers._GufuncWrapper") for name in linked)
+    assert "_library_class" not in vars(run.targetctx.codegen())  # the codegen's own libraries again
 
 
 def test_the_notice_goes_to_the_fastnn_logger_when_logging_is_configured(caplog, capsys):
