@@ -96,30 +96,35 @@ def build(act, out, dtype, d, k, loop, parallel=False, solver="sgd", weighted=Fa
         raise ValueError(f"no kernel variant ({act!r}, {out!r}, {solver!r})")
     f, df = ACTIVATIONS[act]
 
-    def update(theta, G, d, h, k, lr, reg, scale, state, optimiser):
-        """One step along g = (G + reg * W) * scale, the L2 term on the weights only: theta -= lr g (sgd),
-        with momentum (Nesterov's or not), or Adam, as scikit-learn's MLP optimisers step (kernels'
-        update says how); state and optimiser are updated in place."""
-        g = G.copy()
+    def update(theta, partials, ntiles, d, h, k, lr, reg, scale, state, optimiser):
+        """One step along g = (G + reg * W) * scale, G = partials[0] + ... + partials[ntiles - 1] (then
+        zeroed), the L2 term on the weights only: theta -= lr g (sgd), with momentum (Nesterov's or not),
+        or Adam, as scikit-learn's MLP optimisers step (kernels' update says how); state and optimiser are
+        updated in place. Returns whether theta is finite."""
+        g = partials[0].copy()
+        for t in range(1, ntiles):
+            g += partials[t]
+        partials[:ntiles] = 0.0
         W1, _, W2, _ = split(theta, d, h, k)
         gW1, _, gW2, _ = split(g, d, h, k)
         gW1 += reg * W1
         gW2 += reg * W2
         if solver == "sgd":
             theta[:] = theta - lr * (g * scale)
-            return
+            return bool(np.isfinite(theta).all())
         g *= scale
         mu, nesterov, beta1, beta2, epsilon = optimiser[:5]
         if solver == "momentum":
             state[0] = mu * state[0] - lr * g
             theta[:] = theta + (mu * state[0] - lr * g if nesterov else state[0])
-            return
+            return bool(np.isfinite(theta).all())
         optimiser[5] += 1
         t = optimiser[5]
         state[0] = beta1 * state[0] + (1 - beta1) * g
         state[1] = beta2 * state[1] + (1 - beta2) * (g * g)
         step = lr * np.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
         theta[:] = theta - step * state[0] / (np.sqrt(state[1]) + epsilon)
+        return bool(np.isfinite(theta).all())
 
     def hidden_forward(XB, m, W1, b1, W2, b2, A1, Z2):
         """A1 = f(W1^T XB + b1) and the logits Z2 = W2^T A1 + b2."""
@@ -200,11 +205,10 @@ def build(act, out, dtype, d, k, loop, parallel=False, solver="sgd", weighted=Fa
                     if running.shape[0]:
                         epoch_loss += sample_losses(Z2, Pb, S, yb, wb, m) + penalty(params, reg)
                     output_delta(Pb, yb, wb, m, Pb)
-                    G = np.zeros(theta.size)
-                    backward(XB, A1, Pb, m, params[2], np.empty_like(A1), G, None)
+                    G = np.zeros((1, theta.size))  # the batch's one partial
+                    backward(XB, A1, Pb, m, params[2], np.empty_like(A1), G[0], None)
                     size = np.sum(wb, dtype=np.float64) if weighted else m
-                    update(theta, G, d, h, k, lr, reg, 1.0 / size if mean else 1.0, state, optimiser)
-                    if not np.isfinite(theta).all():
+                    if not update(theta, G, 1, d, h, k, lr, reg, 1.0 / size if mean else 1.0, state, optimiser):
                         return e, np.nan
                 if running.shape[0]:
                     running[e] = epoch_loss / count

@@ -76,8 +76,9 @@ def block(rng, d, h, k, dtype, act="tanh", out="softmax"):
     size = d * h + h + h * k + k
     # Labels, or an identity output's targets (k, B).
     yb = normal((k, B)).astype(dtype) if out == "identity" else rng.integers(0, k, B)
-    named.update(yb=yb, wb=rng.uniform(0.5, 2, B).astype(dtype), G=normal(size),
-                 GW=np.empty((d, h), dtype), d=d, h=h, k=k, state=np.zeros((0, size)), optimiser=np.zeros(6))
+    named.update(yb=yb, wb=rng.uniform(0.5, 2, B).astype(dtype), G=normal(size), partials=normal((3, size)),
+                 ntiles=3, GW=np.empty((d, h), dtype), d=d, h=h, k=k, state=np.zeros((0, size)),
+                 optimiser=np.zeros(6))
     return named
 
 
@@ -216,20 +217,43 @@ def test_backward(rng, d, h, k, m, act, dtype):
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("lr, reg, scale", [(0.01, 0.01, 1.0), (0.5, 0.0, 1 / 7), (2.0, 0.3, 1 / BLOCK)])
 @pytest.mark.parametrize("d, h, k", [(1, 1, 2), (2, 3, 2), (5, 50, 3)], ids=["d1h1k2", "d2h3k2", "d5h50k3"])
-def test_update(rng, d, h, k, lr, reg, scale, dtype):
-    named = dict(block(rng, d, h, k, dtype), lr=lr, reg=reg, scale=scale)
+@pytest.mark.parametrize("ntiles", [1, 2, 3])
+def test_update(rng, d, h, k, lr, reg, scale, dtype, ntiles):
+    named = dict(block(rng, d, h, k, dtype), lr=lr, reg=reg, scale=scale, ntiles=ntiles)
     variant = dict(dtype=dtype, d=d, k=k)
     kernel, ref = run_both("update", named, [], variant)
     assert kernel["theta"].dtype == dtype
     compare(kernel, ref, ["theta"], dtype)
+    # The tiles' partials are consumed, the others left as they were.
+    np.testing.assert_array_equal(kernel["partials"][:ntiles], 0)
+    np.testing.assert_array_equal(kernel["partials"][ntiles:], named["partials"][ntiles:])
+    np.testing.assert_array_equal(ref["partials"], kernel["partials"])
     # The L2 term falls on the weights only: with G = 0, the biases stay, the weights shrink by lr*reg*scale.
-    named["G"][:] = 0
+    named["partials"][:] = 0
     kernel, _ = run_both("update", named, [], variant)
     W1, b1, W2, b2 = reference.split(kernel["theta"], d, h, k)
     V1, c1, V2, c2 = reference.split(named["theta"], d, h, k)
     np.testing.assert_array_equal(np.r_[b1, b2], np.r_[c1, c2])
     assert_near(np.r_[W1.ravel(), W2.ravel()], (1 - lr * reg * scale) * np.r_[V1.ravel(), V2.ravel()],
                 RTOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+def test_update_sums_the_partials_in_tile_order_and_reports_a_non_finite_step(rng, dtype):
+    named = dict(block(rng, 5, 50, 3, dtype), lr=0.01, reg=0.01, scale=1.0)
+    summed = dict(named, partials=named["partials"].copy(), ntiles=1)
+    summed["partials"][0] = (named["partials"][0] + named["partials"][1]) + named["partials"][2]
+    for impl in both(dtype=dtype, d=5, k=3):
+        tiles, one = [{key: v.copy() if isinstance(v, np.ndarray) else v for key, v in env.items()}
+                      for env in (named, summed)]
+        assert call(impl.update, tiles) is True and call(impl.update, one) is True
+        np.testing.assert_array_equal(tiles["theta"], one["theta"])  # the same sum, in the same order
+        blown = dict(tiles, lr=1e300, partials=np.full_like(named["partials"], 1e300))
+        with np.errstate(all="ignore"):  # the twin's NumPy says so too, as it should
+            assert call(impl.update, blown) is False  # theta became inf
+        nan = dict(tiles, theta=tiles["theta"].copy())
+        nan["theta"][7] = np.nan
+        assert call(impl.update, nan) is False
 
 
 OPTIMISERS = {  # name: (kernel solver, optimiser settings: momentum, nesterov, beta_1, beta_2, epsilon, steps)
