@@ -248,7 +248,7 @@ def test_update_sums_the_partials_in_tile_order_and_reports_a_non_finite_step(rn
                       for env in (named, summed)]
         assert call(impl.update, tiles) is True and call(impl.update, one) is True
         np.testing.assert_array_equal(tiles["theta"], one["theta"])  # the same sum, in the same order
-        blown = dict(tiles, lr=1e300, partials=np.full_like(named["partials"], 1e300))
+        blown = dict(tiles, theta=tiles["theta"].copy(), lr=1e300, partials=np.full_like(named["partials"], 1e300))
         with np.errstate(all="ignore"):  # the twin's NumPy says so too, as it should
             assert call(impl.update, blown) is False  # theta became inf
         nan = dict(tiles, theta=tiles["theta"].copy())
