@@ -229,17 +229,16 @@ def _compile(dispatcher, types, describe: str) -> None:
     must be compiled: a first call otherwise sits silent for seconds."""
     if types in dispatcher.overloads:
         return
-    if not _cached(dispatcher, types):
+    compiling = not _cached(dispatcher, types)
+    if compiling:
         parallel = dispatcher.targetoptions.get("parallel", False)
         notice(f"fastnn: compiling kernels for {describe} (first use only, then cached on disk; about "
                f"{_COMPILE_SECONDS[bool(parallel)]} s)")
-        start = time.perf_counter()
-        with _interrupt_deferred():
-            dispatcher.compile(types)
+    start = time.perf_counter()
+    with _interrupt_deferred():
+        dispatcher.compile(types)
+    if compiling:
         log.debug("compiled %s in %.1f s", describe, time.perf_counter() - start)
-    else:
-        with _interrupt_deferred():
-            dispatcher.compile(types)
 
 
 @contextlib.contextmanager

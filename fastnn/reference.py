@@ -109,21 +109,21 @@ def build(act, out, dtype, d, k, loop, parallel=False, solver="sgd", weighted=Fa
         gW1, _, gW2, _ = split(g, d, h, k)
         gW1 += reg * W1
         gW2 += reg * W2
+        mu, nesterov, beta1, beta2, epsilon = optimiser[:5]
         if solver == "sgd":
             theta[:] = theta - lr * (g * scale)
-            return bool(np.isfinite(theta).all())
-        g *= scale
-        mu, nesterov, beta1, beta2, epsilon = optimiser[:5]
-        if solver == "momentum":
+        elif solver == "momentum":
+            g *= scale
             state[0] = mu * state[0] - lr * g
             theta[:] = theta + (mu * state[0] - lr * g if nesterov else state[0])
-            return bool(np.isfinite(theta).all())
-        optimiser[5] += 1
-        t = optimiser[5]
-        state[0] = beta1 * state[0] + (1 - beta1) * g
-        state[1] = beta2 * state[1] + (1 - beta2) * (g * g)
-        step = lr * np.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
-        theta[:] = theta - step * state[0] / (np.sqrt(state[1]) + epsilon)
+        else:
+            g *= scale
+            optimiser[5] += 1
+            t = optimiser[5]
+            state[0] = beta1 * state[0] + (1 - beta1) * g
+            state[1] = beta2 * state[1] + (1 - beta2) * (g * g)
+            step = lr * np.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
+            theta[:] = theta - step * state[0] / (np.sqrt(state[1]) + epsilon)
         return bool(np.isfinite(theta).all())
 
     def hidden_forward(XB, m, W1, b1, W2, b2, A1, Z2):

@@ -184,12 +184,16 @@ class _LinkedOnly(JITCodeLibrary):
     finalize = _link
 
 
+# How Numba names the libraries of a parallel loop's two wrappers (the second is the repr of its builder).
+WRAPPER_LIBRARIES = ("parallelgufuncwrapper", "<numba.np.ufunc.wrappers._GufuncWrapper")
+
+
 class _WrappersLinkedOnly(JITCodeLibrary):
-    """The code libraries made while a parallel kernel compiles: the wrappers of its parallel loops (Numba
-    names their libraries so) are linked only, every other library is finalised as Numba's own are."""
+    """The code libraries made while a parallel kernel compiles: the wrappers of its parallel loops
+    (WRAPPER_LIBRARIES) are linked only, every other library is finalised as Numba's own are."""
 
     def finalize(self):
-        if self.name == "parallelgufuncwrapper" or self.name.startswith("<numba.np.ufunc.wrappers._GufuncWrapper"):
+        if self.name.startswith(WRAPPER_LIBRARIES):
             _link(self)
         else:
             super().finalize()

@@ -82,8 +82,8 @@ def test_a_parallel_kernel_links_the_wrappers_of_its_loops_only(monkeypatch):
     out = np.zeros(1000)
     run(out)
     assert np.array_equal(out, 2 * np.arange(1000))
-    assert "parallelgufuncwrapper" in linked
-    assert any(name.startswith("<numba.np.ufunc.wrappers._GufuncWrapper") for name in linked)
+    for wrapper in config.WRAPPER_LIBRARIES:  # both wrappers were made, and linked only
+        assert any(name.startswith(wrapper) for name in linked), (wrapper, linked)
     assert "_library_class" not in vars(run.targetctx.codegen())  # the codegen's own libraries again
 
 

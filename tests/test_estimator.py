@@ -557,8 +557,8 @@ def test_r2_at_least_mlp_regressor(name, mode):
             ours.append(NeuralNetRegressor(8, lr=0.1, passes=passes, batch_size=batch, random_state=seed)
                         .fit(Xtr, ytr).score(Xte, yte))
             mlp = MLPRegressor(hidden_layer_sizes=(8,), activation="tanh", solver="sgd", momentum=0.0,
-                               learning_rate_init=0.1, alpha=1e-4, batch_size=len(ytr) if batch is None else batch, max_iter=passes,
-                               tol=0.0, n_iter_no_change=passes + 1, random_state=seed)
+                               learning_rate_init=0.1, alpha=1e-4, batch_size=len(ytr) if batch is None else batch,
+                               max_iter=passes, tol=0.0, n_iter_no_change=passes + 1, random_state=seed)
             theirs.append(mlp.fit(Xtr, ytr).score(Xte, yte))
     noise = 2 * np.sqrt((np.var(ours, ddof=1) + np.var(theirs, ddof=1)) / len(SEEDS))
     assert np.mean(ours) >= np.mean(theirs) - max(noise, 0.01), (ours, theirs)
