@@ -129,7 +129,7 @@ def _compile(args):
         print(f"{r['status']:>8} {r['seconds']:6.1f} s  {r['activation']}, {r['output']}, {r['dtype']}, "
               f"{r['inputs']}{'+' if r['inputs'] > 4 else ''} inputs, "
               f"{'2 classes' if r['classes'] == 2 else '1 or 3+ classes or targets'}, "
-              f"{r['loop']}{', parallel' if r['parallel'] else ''}")
+              f"{r['loop']}{', parallel' if r['parallel'] else ''}{', BLAS' if r['blas'] else ''}")
     print(f"{len(rows)} kernels ready in {time.perf_counter() - start:.1f} s; cache: {fastnn.engine.cache_dir()}")
 
 

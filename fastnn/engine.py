@@ -191,7 +191,8 @@ def plan(backend: str, activation: str, output: str, dtype, d: int, h: int, k: i
         return Engine(reference.build(activation, output, dtype, d, k, "block", False, solver, weighted).run, 1,
                       _Unlocked(), "")
     threads = numba.get_num_threads() if n_threads is None else min(n_threads, numba.get_num_threads())
-    if kernels.heavy(d, h):  # a tile, a block or less, is worth a thread even in an evaluation
+    heavy = kernels.heavy(d, h)
+    if heavy:  # a tile, a block or less, is worth a thread even in an evaluation
         parallel = threads > 1 and tiles(n, d, h) > 1
     else:
         parallel = threads > 1 and n >= (2 * kernels.TILE if batch is not None else EVALUATE_PARALLEL)
@@ -200,10 +201,10 @@ def plan(backend: str, activation: str, output: str, dtype, d: int, h: int, k: i
                 f"{k} {'targets' if output == 'identity' else 'classes'}"
                 + (f", {solver}" if solver != "sgd" else "") + (", weighted" if weighted else "")
                 + (", parallel" if parallel else ""))
-    alternate = kernels.build(activation, output, dtype, d, k, "tiles", parallel).run if batch is None else None
-    return Engine(kernels.build(activation, output, dtype, d, k, loop, parallel, solver, weighted).run,
-                  threads if parallel else 1,
-                  _PARALLEL if parallel else _Unlocked(), describe, alternate, blas=kernels.heavy(d, h))
+    alternate = (kernels.build(activation, output, dtype, d, k, "tiles", parallel, blas=heavy).run
+                 if batch is None else None)
+    return Engine(kernels.build(activation, output, dtype, d, k, loop, parallel, solver, weighted, heavy).run,
+                  threads if parallel else 1, _PARALLEL if parallel else _Unlocked(), describe, alternate, blas=heavy)
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -285,9 +286,10 @@ def compile(activations=("tanh",), outputs=("softmax",), dtypes=("float64", "flo
     """Compile the kernels of every combination of these settings into the on-disk cache, in parallel
     processes, so that later processes (a Docker image's, a cluster's workers) start without compiling.
 
-    Each combination gets every loop a call can use: one block or tiles, serial or parallel. Numbers of
-    inputs above kernels.UNROLL share one compilation, and so do numbers of classes other than 2 (for identity
-    outputs, the classes are the targets: 1 and 3 compile the same variant). processes=1 compiles in this
+    Each combination gets every loop a call can use: one block or tiles, serial or parallel, and for inputs
+    above kernels.UNROLL, with the input layer's products by BLAS (for heavy samples, kernels.heavy) and
+    without. Numbers of inputs above kernels.UNROLL share those compilations, and numbers of classes other
+    than 2 share one (for identity outputs, the classes are the targets: 1 and 3 compile the same variant). processes=1 compiles in this
     process (default: one process per core). Returns one
     dict per compiled variant: its settings, ``seconds`` and ``status`` ("compiled" or "cached").
     """
@@ -308,8 +310,9 @@ def compile(activations=("tanh",), outputs=("softmax",), dtypes=("float64", "flo
     variants = {}
     for act, out, dtype, d, k in itertools.product(activations, outputs, dtypes, inputs, classes):
         d, k = min(d, kernels.UNROLL + 1), 2 if k == 2 else 3  # the same compiled variant above these
-        for loop, parallel in (("block", False), ("tiles", False), ("block", True), ("tiles", True)):
-            variants[(act, out, np.dtype(dtype).name, d, k, loop, parallel)] = None
+        for loop, parallel, blas in itertools.product(("block", "tiles"), (False, True),
+                                                      (False, True) if d > kernels.UNROLL else (False,)):
+            variants[(act, out, np.dtype(dtype).name, d, k, loop, parallel, blas)] = None
     if processes is None:
         processes = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if processes == 1:  # in this process: a Dask worker, say, may not start processes of its own
@@ -321,8 +324,8 @@ def compile(activations=("tanh",), outputs=("softmax",), dtypes=("float64", "flo
 
 def _compile_variant(variant) -> dict:
     """Compile (or find cached) the ``run`` kernel of one variant for the arguments the engine passes."""
-    act, out, dtype, d, k, loop, parallel = variant
-    run = kernels.build(*variant).run
+    act, out, dtype, d, k, loop, parallel, blas = variant
+    run = kernels.build(act, out, dtype, d, k, loop, parallel, blas=blas).run
     h = 1
     theta = np.zeros(reference.size(d, h, k), dtype)
     X = np.zeros((1, d), dtype)
@@ -334,7 +337,7 @@ def _compile_variant(variant) -> dict:
     status = "cached" if _cached(run, types) else "compiled"
     run.compile(types)
     return dict(activation=act, output=out, dtype=dtype, inputs=d, classes=k, loop=loop, parallel=parallel,
-                seconds=time.perf_counter() - start, status=status)
+                blas=blas, seconds=time.perf_counter() - start, status=status)
 
 
 def cache_dir() -> str:

@@ -85,12 +85,13 @@ def accumulate(XB, A1, D3, D2, m, G, GW):
     gb2 += D3[:, :m].sum(axis=1)
 
 
-def build(act, out, dtype, d, k, loop, parallel=False, solver="sgd", weighted=False):
-    """The twins of ``kernels.build(act, out, dtype, d, k, loop, parallel, solver, weighted)``: the same
+def build(act, out, dtype, d, k, loop, parallel=False, solver="sgd", weighted=False, blas=False):
+    """The twins of ``kernels.build(act, out, dtype, d, k, loop, parallel, solver, weighted, blas)``: the same
     names and signatures.
 
-    d, k, loop and parallel change how the kernels run, not what they compute; they are accepted so that a
-    test can call both builds with the same arguments.
+    d, k, loop, parallel and blas change how the kernels run, not what they compute; they are accepted so
+    that a test can call both builds with the same arguments. (With blas, a kernel's XB is column-major, a
+    sample per column; NumPy's operations here read any layout.)
     """
     if act not in ACTIVATIONS or out not in OUTPUTS or solver not in SOLVERS:
         raise ValueError(f"no kernel variant ({act!r}, {out!r}, {solver!r})")

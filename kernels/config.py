@@ -215,44 +215,55 @@ def _compile_linked(context, func, sig, flags):
 
 
 @intrinsic
-def blas_gemm(typingctx, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc):
-    """C = op(A) op(B) + beta C by BLAS's gemm (column-major, as BLAS takes matrices): op(A) (m, k), op(B)
-    (k, n), C (m, n); ta, tb: transpose A, B; lda, ldb, ldc: the leading dimensions in elements; A, B, C:
-    arrays of one float dtype, whose first elements are the matrices' first elements.
+def blas_gemm(typingctx, ta, tb, m, n, k, a, b, beta, c):
+    """C[:m, :n] = op(A) op(B) + beta C[:m, :n] by BLAS's gemm: op(A) (m, k), op(B) (k, n), op: transposed if ta,
+    tb. A and B are row-major views ('C') or column-major ones ('F', a row-major matrix's transpose), C is
+    row-major, each with unit stride along one axis, of one float dtype; m, n, k fit them.
 
-    Calls the gemm of SciPy's BLAS through the helper that Numba's own np.dot uses (which finds it by name at
-    run time, so kernels that call it can be cached on disk), with no array allocated and C written in
-    place. Called from kernels that release the GIL: the helper takes it once, to look the function up.
+    BLAS takes column-major matrices and reads a row-major one as its transpose: it is asked for C^T =
+    op(B)^T op(A)^T, with a column-major operand's transposition flipped. Calls the gemm of SciPy's BLAS
+    through the helper that Numba's own np.dot uses (which finds it by name at run time, so kernels that call
+    it can be cached on disk), with no array allocated and C written in place. Called from kernels that
+    release the GIL: the helper takes it once, to look the function up.
     """
     dtype = c.dtype
     if a.dtype != dtype or b.dtype != dtype or dtype not in (nbtypes.float32, nbtypes.float64):
         raise TypingError(f"blas_gemm takes float32 or float64 arrays of one dtype; got {a}, {b}, {c}")
-    signature = nbtypes.void(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc)
+    if a.ndim != 2 or b.ndim != 2 or c.ndim != 2 or a.layout not in "CF" or b.layout not in "CF" or c.layout != "C":
+        raise TypingError(f"blas_gemm takes row- or column-major matrices and a row-major C; got {a}, {b}, {c}")
+    signature = nbtypes.void(ta, tb, m, n, k, a, b, beta, c)
 
     def codegen(context, builder, sig, args):
         char, size, pointer = ir.IntType(8), context.get_value_type(nbtypes.intp), cgutils.voidptr_t
         helper = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(32), [
             char, char, char, size, size, size, pointer, pointer, size, pointer, size, pointer, pointer, size]),
             "numba_xxgemm")
-        ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc = args
+        ta, tb, m, n, k, a, b, beta, c = args
         types = sig.args
 
-        def data(i, value):
-            return builder.bitcast(context.make_array(types[i])(context, builder, value).data, pointer)
+        def matrix(i, value):
+            """The data pointer and leading dimension (elements between columns, as BLAS reads it)."""
+            array = context.make_array(types[i])(context, builder, value)
+            stride = cgutils.unpack_tuple(builder, array.strides, 2)[1 if types[i].layout == "F" else 0]
+            leading = builder.sdiv(stride, ir.Constant(size, context.get_abi_sizeof(context.get_data_type(dtype))))
+            return builder.bitcast(array.data, pointer), leading
 
         def integer(i, value):
             return context.cast(builder, value, types[i], nbtypes.intp)
 
-        def trans(i, value):
-            return builder.select(context.cast(builder, value, types[i], nbtypes.boolean),
-                                  ir.Constant(char, ord("t")), ir.Constant(char, ord("n")))
+        def trans(i, value, matrix_type):
+            flag = context.cast(builder, value, types[i], nbtypes.boolean)
+            if matrix_type.layout == "F":
+                flag = builder.not_(flag)
+            return builder.select(flag, ir.Constant(char, ord("t")), ir.Constant(char, ord("n")))
 
+        (pa, lda), (pb, ldb), (pc, ldc) = matrix(5, a), matrix(6, b), matrix(8, c)
         alpha = cgutils.alloca_once_value(builder, context.get_constant(dtype, 1.0))
-        scale = cgutils.alloca_once_value(builder, context.cast(builder, beta, types[9], dtype))
+        scale = cgutils.alloca_once_value(builder, context.cast(builder, beta, types[7], dtype))
         kind = ir.Constant(char, ord("d" if dtype == nbtypes.float64 else "s"))
-        builder.call(helper, [kind, trans(0, ta), trans(1, tb), integer(2, m), integer(3, n), integer(4, k),
-                              builder.bitcast(alpha, pointer), data(5, a), integer(6, lda), data(7, b),
-                              integer(8, ldb), builder.bitcast(scale, pointer), data(10, c), integer(11, ldc)])
+        builder.call(helper, [kind, trans(1, tb, types[6]), trans(0, ta, types[5]), integer(3, n), integer(2, m),
+                              integer(4, k), builder.bitcast(alpha, pointer), pb, ldb, pa, lda,
+                              builder.bitcast(scale, pointer), pc, ldc])
         return context.get_dummy_value()
 
     return signature, codegen

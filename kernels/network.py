@@ -5,7 +5,7 @@ Layout. The parameters live in one flat vector ``theta = [W1 (d, h), b1 (h), W2 
 BLOCK samples is transposed into ``work`` (rows x BLOCK): the inner loops then run over the samples of
 the block, which vectorises for any hidden size, and no (n, h) array ever exists. ``work`` rows hold, in
 order: XB (d), A1 (h), Z2, P, D3 (k each: logits, outputs, output delta), D2 (h), S (2: softmax max and
-sum).
+sum). The BLAS variants (heavy wide inputs) keep XB's rows untransposed, a sample per row (see _rows).
 
 Inputs. Up to UNROLL inputs, the number of inputs D is a compile-time constant of the variant: the loop
 over inputs unrolls inside the loop over the samples of a block, which then vectorises, and a hidden
@@ -44,19 +44,19 @@ OUTPUTS = ("softmax", "sigmoid", "identity")
 SOLVERS = ("sgd", "momentum", "adam")  # see update()
 LOOPS = ("block", "tiles")  # see build()
 MAX_TILES, MIN_TILE = 32, 32  # tiles of wide inputs (see _tile_size)
-GEMM_MIN = 1024  # see _by_blas
+GEMM_MIN = 1024  # see _heavy
 LOAD_BYTES = 1 << 19  # load_block writes XB line by line beyond this size (about half of an L2)
 LOAD = 16  # samples per step of load_block for wide inputs: a 64-byte line of float32 values
 LOOP_KERNELS = ("run", "grad_tiles")  # compiled per loop; every other @stage function is shared by the loops
 
 # A variant's choices, set as compile-time constants by build(): the activation f and its derivative, the
 # output, the loop and whether it runs on threads, the optimiser, whether samples have weights, the number
-# of inputs D (0: read at run time), whether there are two classes, and the elementary functions of the
-# dtype.
-ACT = OUT = LOOP = PARALLEL = SOLVER = WEIGHTED = D = BINARY = activate = derivative = exp = sigmoid = None
+# of inputs D (0: read at run time), whether there are two classes, whether the input layer's products go to
+# BLAS (BLAS; XB then holds a sample per row, see _rows), and the elementary functions of the dtype.
+ACT = OUT = LOOP = PARALLEL = SOLVER = WEIGHTED = D = BINARY = BLAS = activate = derivative = exp = sigmoid = None
 
 
-def build(act, out, dtype, d, k, loop, parallel=False, solver="sgd", weighted=False):
+def build(act, out, dtype, d, k, loop, parallel=False, solver="sgd", weighted=False, blas=False):
     """The kernels of one variant, as a namespace: the stages, ``train``, ``grad_tiles`` and ``forward``.
 
     act: one of ACTIVATIONS; out: one of OUTPUTS; dtype: "float64" or "float32"; d inputs (up to UNROLL,
@@ -64,29 +64,30 @@ def build(act, out, dtype, d, k, loop, parallel=False, solver="sgd", weighted=Fa
     loops over samples; wider inputs share one compilation); k classes (k = 2 has loops of its own);
     loop: "block" (every batch is one block of at most BLOCK samples: the training loop over blocks and
     tiles is not compiled) or "tiles"; parallel: tiles spread over threads (bit-identical to serial);
-    solver: one of SOLVERS (see update); weighted: samples have weights (run's weights has rows). Variants
-    are compiled on their first call and cached on disk.
+    solver: one of SOLVERS (see update); weighted: samples have weights (run's weights has rows); blas: for
+    d > UNROLL, the input layer's products by BLAS, for heavy samples (heavy(d, h); any other shape gets the
+    same results, more slowly). Variants are compiled on their first call and cached on disk.
     """
     if act not in ACTIVATIONS or out not in OUTPUTS or loop not in LOOPS or solver not in SOLVERS:
         raise ValueError(f"no kernel variant ({act!r}, {out!r}, {loop!r}, {solver!r})")
     return _build(act, out, np.dtype(dtype).name, d if d <= UNROLL else 0, k == 2, loop, bool(parallel), solver,
-                  bool(weighted))
+                  bool(weighted), bool(blas) and d > UNROLL)
 
 
 @functools.lru_cache(maxsize=None)
-def _stages(act, out, dtype, inputs, binary, solver, weighted):
+def _stages(act, out, dtype, inputs, binary, solver, weighted, blas):
     f = FUNCTIONS[dtype]
-    constants = dict(ACT=act, OUT=out, D=inputs, BINARY=binary, SOLVER=solver, WEIGHTED=weighted, activate=f[act],
-                     derivative=f[act + "_grad"], exp=f["exp"], sigmoid=f["sigmoid"])
+    constants = dict(ACT=act, OUT=out, D=inputs, BINARY=binary, SOLVER=solver, WEIGHTED=weighted, BLAS=blas,
+                     activate=f[act], derivative=f[act + "_grad"], exp=f["exp"], sigmoid=f["sigmoid"])
     names = [name for name, func in globals().items() if hasattr(func, "jit_options") and name not in LOOP_KERNELS]
     tag = (f"{act}_{out}_{dtype}_d{inputs or 'n'}_k{2 if binary else 'n'}" + ("" if solver == "sgd" else f"_{solver}")
-           + ("_weighted" if weighted else ""))
+           + ("_weighted" if weighted else "") + ("_blas" if blas else ""))
     return constants, specialise(globals(), names, constants, tag), tag
 
 
 @functools.lru_cache(maxsize=None)
-def _build(act, out, dtype, inputs, binary, loop, parallel, solver, weighted):
-    constants, (stages, clones), tag = _stages(act, out, dtype, inputs, binary, solver, weighted)
+def _build(act, out, dtype, inputs, binary, loop, parallel, solver, weighted, blas):
+    constants, (stages, clones), tag = _stages(act, out, dtype, inputs, binary, solver, weighted, blas)
     loops, _ = specialise(globals(), LOOP_KERNELS, dict(constants, LOOP=loop, PARALLEL=parallel, **stages),
                           f"{tag}_{loop}{'_parallel' if parallel else ''}", entries=("run",),
                           options={"run": dict(parallel=parallel)})
@@ -113,12 +114,13 @@ def load_block(X, y, weights, order, e, start, m, XB, yb, wb):
     i = start + j), j < m; for identity outputs yb[:, j] = y[i].
 
     X (n, d), y (n,) labels, or (n, k) targets for identity outputs, or no rows (yb is left alone); weights
-    (n,) (WEIGHTED) or (0,), order (E, n) or (0, 0), XB (d, BLOCK), yb (BLOCK,) or (k, BLOCK), wb (BLOCK,).
+    (n,) (WEIGHTED) or (0,), order (E, n) or (0, 0), XB (d, BLOCK) (BLAS: column-major, its columns rows of
+    X copied whole), yb (BLOCK,) or (k, BLOCK), wb (BLOCK,).
     """
     d = X.shape[1]
     labelled = y.shape[0] > 0
     shuffled = order.shape[0] > 0
-    by_lines = D == 0 and d * XB.shape[1] * XB.itemsize > LOAD_BYTES
+    by_lines = D == 0 and not BLAS and d * XB.shape[1] * XB.itemsize > LOAD_BYTES
     for j in range(m):
         i = order[e, start + j] if shuffled else start + j
         if labelled:
@@ -173,8 +175,8 @@ def hidden_forward(XB, m, W1, b1, W2, b2, A1, Z2):
         for u in range(h):
             for j in range(m):
                 A1[u, j] = b1[u]
-        if _by_blas(d, h):  # as one matrix product
-            _matmul(W1, True, XB, False, A1, h, m, d, 1.0)
+        if BLAS:  # as one matrix product
+            blas_gemm(True, False, h, m, d, W1, XB, 1.0, A1)
         else:  # one pass per unit and input
             for u in range(h):
                 for c in range(d):
@@ -198,7 +200,7 @@ def hidden_forward(XB, m, W1, b1, W2, b2, A1, Z2):
 
 @stage(returns=lambda XB, *rest: XB.dtype)
 def _pre(XB, W1, b1, A1, u, j):
-    """Unit u's pre-activation at sample j: computed here for D > 0 inputs, else already in A1 (_matmul).
+    """Unit u's pre-activation at sample j: computed here for D > 0 inputs, else already in A1 (hidden_forward).
 
     Decided by D, a compile-time constant: a branch on the run-time d would stay inside the loops over
     samples and stop them from vectorising (5x slower on d = 64, measured).
@@ -302,14 +304,13 @@ def accumulate(XB, A1, D3, D2, m, G, GW):
 
     Each sum over the block runs in the data's dtype, then is added into the float64 G: a float32 run then
     rounds once per block of BLOCK samples instead of once per sample. G is indexed flat (offsets of
-    split()): views made per block would cost more than a small block's arithmetic. XB D2^T by BLAS
-    (_by_blas) is one matrix product into GW (d, h), the data's dtype, then added into G.
+    split()): views made per block would cost more than a small block's arithmetic. XB D2^T by BLAS (BLAS)
+    is one matrix product into GW (d, h), the data's dtype, then added into G.
     """
     d, h, k = XB.shape[0], A1.shape[0], D3.shape[0]
     zero = XB.dtype.type(0)
-    product = _by_blas(d, h)
-    if product:
-        _matmul(XB, False, D2, True, GW, d, h, m, 0.0)
+    if BLAS:
+        blas_gemm(False, True, d, h, m, XB, D2, 0.0, GW)
         for c in range(d):
             for u in range(h):
                 G[c * h + u] += GW[c, u]
@@ -318,7 +319,7 @@ def accumulate(XB, A1, D3, D2, m, G, GW):
         for j in range(m):
             s += D2[u, j]
         G[d * h + u] += s
-        if not product:
+        if not BLAS:
             for c in range(d):
                 s = zero
                 for j in range(m):
@@ -334,30 +335,11 @@ def accumulate(XB, A1, D3, D2, m, G, GW):
 
 @stage(inline="always")
 def _heavy(d, h):
-    """Whether samples of d inputs and h hidden units are heavy: their input layer goes to BLAS (_by_blas) and
-    their tiles are small (_tile_size). Below GEMM_MIN weights a BLAS call's fixed cost outweighs what
-    blocking gains (d = 16, h = 32: 14% slower than the loops over samples, measured; d = 64, h = 32: 2.4x
-    faster)."""
+    """Whether samples of d inputs and h hidden units are heavy: their input layer goes to BLAS (the BLAS
+    variants, which the engine chooses by this) and their tiles are small (_tile_size). Below GEMM_MIN
+    weights a BLAS call's fixed cost outweighs what blocking gains (d = 16, h = 32: 14% slower than the loops
+    over samples, measured; d = 64, h = 32: 2.4x faster)."""
     return d > UNROLL and d * h >= GEMM_MIN
-
-
-@stage(inline="always")
-def _by_blas(d, h):
-    """_heavy, decided at compile time for narrow inputs (D > 0), whose loops then compile no call."""
-    return D == 0 and _heavy(d, h)
-
-
-@stage(inline="always")
-def _matmul(A, ta, B, tb, C, rows, cols, inner, beta):
-    """C[:rows, :cols] = op(A) op(B) + beta C[:rows, :cols], op(A) (rows, inner), op(B) (inner, cols), op:
-    transposed if ta, tb; row-major views with unit column stride, of one dtype.
-
-    One call of BLAS's gemm, single-threaded (engine.single_threaded_blas): every entry is then a sum in one
-    fixed order, whatever the number of threads. BLAS reads row-major matrices as their transposes, so it
-    is asked for C^T = op(B)^T op(A)^T.
-    """
-    blas_gemm(tb, ta, cols, rows, inner, B, B.strides[0] // B.itemsize, A, A.strides[0] // A.itemsize, beta,
-              C, C.strides[0] // C.itemsize)
 
 
 @stage(inline="always")
@@ -494,13 +476,17 @@ def _rows(work, d, h, k):
     them.
 
     D3 has rows of its own: written in place over P, the loops would not vectorise (the compiler cannot
-    prove that two views of one buffer do not overlap, and falls back to scalar code).
+    prove that two views of one buffer do not overlap, and falls back to scalar code). For BLAS, XB's rows
+    hold (BLOCK, d), a sample per row, seen through its transpose: load_block then copies rows of X whole,
+    which BLAS reads as they are (transposing them into lines of samples cost a tenth of a float64 pass of
+    MNIST's shape and a quarter of a float32 one, measured).
     """
     a1, z2, p, d3, d2, s = d, d + h, d + h + k, d + h + 2 * k, d + h + 3 * k, d + 2 * h + 3 * k
     gw = s + 3
     rest = work[gw:].reshape(-1)
     GW = rest[: d * h].reshape((d, h)) if D == 0 else rest[:0].reshape((0, 0))
-    return work[:a1], work[a1:z2], work[z2:p], work[p:d3], work[d3:d2], work[d2:s], work[s:s + 2], work[s + 2], GW
+    XB = work[:a1].reshape((work.shape[1], d)).T if BLAS else work[:a1]
+    return XB, work[a1:z2], work[z2:p], work[p:d3], work[d3:d2], work[d2:s], work[s:s + 2], work[s + 2], GW
 
 
 @stage(inline="always")

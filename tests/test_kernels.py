@@ -5,6 +5,7 @@ functions by their distance in ulp to NumPy over the whole float range; ``run`` 
 evaluations, and its variants (one block or tiles, serial or parallel) bit for bit with one another.
 """
 
+import itertools
 import math
 
 import numpy as np
@@ -28,9 +29,9 @@ def dtype_id(dtype):
 
 
 def both(act="tanh", out="softmax", dtype=np.float64, d=2, k=2, loop="block", parallel=False, solver="sgd",
-         weighted=False):
+         weighted=False, blas=False):
     """The kernels of one variant and their twins."""
-    args = (act, out, np.dtype(dtype).name, d, k, loop, parallel, solver, weighted)
+    args = (act, out, np.dtype(dtype).name, d, k, loop, parallel, solver, weighted, blas)
     return kernels.build(*args), reference.build(*args)
 
 
@@ -88,7 +89,7 @@ def run_both(name, named, outputs, variant, alias=None):
     comparing the whole buffers also checks. alias: (a, b) passes the same array as a and b."""
     results = []
     for impl in both(**variant):
-        env = {key: value.copy() if isinstance(value, np.ndarray) else value for key, value in named.items()}
+        env = {key: value.copy(order="K") if isinstance(value, np.ndarray) else value for key, value in named.items()}
         for o in outputs:
             if env[o].dtype.kind == "f":
                 env[o][...] = np.nan
@@ -327,25 +328,31 @@ def test_split(d, h, k):
     np.testing.assert_array_equal(np.concatenate([p.ravel() for p in parts]), theta)
 
 
+# d = 784: XB is written line by line, or (blas) a sample's row at a time into a column-major XB.
+LOADS = [(d, False) for d in INPUTS] + [(5, True), (784, False), (784, True)]
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("shuffled", [False, True], ids=["in-order", "order"])
 @pytest.mark.parametrize("m", COLUMNS, ids=ids("m"))
-@pytest.mark.parametrize("d", INPUTS + (784,), ids=ids("d"))  # 784: XB is written line by line
+@pytest.mark.parametrize("d, blas", LOADS, ids=[f"d{d}" + "-blas" * blas for d, blas in LOADS])
 @pytest.mark.parametrize("out", ["softmax", "identity"])  # labels (n,), or targets (n, 3) into yb (3, BLOCK)
-def test_load_block(rng, d, m, shuffled, dtype, out):
+def test_load_block(rng, d, blas, m, shuffled, dtype, out):
     n, start = 2 * BLOCK + 5, 3  # start > 0: the block is taken from the middle of the data or order
     targets = out == "identity"
     named = dict(X=rng.standard_normal((n, d)).astype(dtype), start=start, m=m, e=1,
                  y=rng.standard_normal((n, 3)).astype(dtype) if targets else rng.integers(0, 3, n),
                  order=np.stack([rng.permutation(n) for _ in range(2)]) if shuffled else np.empty((0, 0), np.int64),
-                 XB=np.full((d, BLOCK), np.nan, dtype),
+                 XB=np.full((BLOCK, d), np.nan, dtype).T if blas else np.full((d, BLOCK), np.nan, dtype),
                  yb=np.full((3, BLOCK), np.nan, dtype) if targets else np.full(BLOCK, -1, np.int64),
                  weights=rng.uniform(0, 2, n).astype(dtype), wb=np.full(BLOCK, np.nan, dtype))
-    kernel, ref = run_both("load_block", named, [], dict(out=out, dtype=dtype, d=d, k=3, weighted=True))
+    variant = dict(out=out, dtype=dtype, d=d, k=3, weighted=True, blas=blas)
+    kernel, ref = run_both("load_block", named, [], variant)
     for name in ("XB", "yb", "wb"):
         np.testing.assert_array_equal(kernel[name], ref[name])
     rows = named["order"][1, start: start + m] if shuffled else np.arange(start, start + m)
     np.testing.assert_array_equal(kernel["XB"][:, :m], named["X"][rows].T)
+    assert kernel["XB"].flags.c_contiguous != blas  # run_both's copies keep the layout
     np.testing.assert_array_equal(kernel["yb"][..., :m], named["y"][rows].T)
     np.testing.assert_array_equal(kernel["wb"][:m], named["weights"][rows])
 
@@ -621,11 +628,16 @@ WIDE = [(5, 500, 3), (64, 17, 10), (784, 128, 10), (64, 1, 100), (784, 17, 3), (
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("blas", [False, True], ids=["loops", "blas"])
 @pytest.mark.parametrize("m", [1, 100, BLOCK], ids=ids("m"))
 @pytest.mark.parametrize("d, h, k", WIDE, ids=["d{}h{}k{}".format(*s) for s in WIDE])
-def test_wide_stages(rng, d, h, k, m, dtype):
+def test_wide_stages(rng, d, h, k, m, blas, dtype):
+    """Both paths on every shape (the engine takes BLAS's for heavy samples, kernels.heavy); BLAS's with XB
+    column-major, as run lays it out."""
     named = dict(block(rng, d, h, k, dtype), m=m)
-    variant = dict(dtype=dtype, d=d, k=k)
+    if blas:
+        named["XB"] = np.asfortranarray(named["XB"])
+    variant = dict(dtype=dtype, d=d, k=k, blas=blas)
     compare(*run_both("hidden_forward", named, ["A1", "Z2"], variant), ["A1", "Z2"], dtype)
     kernel, ref = run_both("backward", named, ["D2"], variant)
     compare(kernel, ref, ["D2", "G"], dtype)
@@ -644,7 +656,8 @@ def test_wide_run(rng, d, h, k, n, batching, dtype):
     batch = {"full": None, "batches": 128, "shuffled": 128}[batching]
     named = run_inputs(rng, d, h, k, n, dtype, batch=batch, passes=3, shuffled=batching == "shuffled", lr=0.05)
     named["X"] /= np.sqrt(d)  # the tutorial's scale of pre-activations, not d times it
-    assert_run_matches_twin(*both("tanh", "softmax", dtype, d, k, loop_for(named["batch"], d, h)), named, dtype)
+    assert_run_matches_twin(*both("tanh", "softmax", dtype, d, k, loop_for(named["batch"], d, h),
+                                  blas=kernels.heavy(d, h)), named, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
@@ -660,7 +673,8 @@ def test_wide_parallel_run_is_bit_identical_to_serial(n, batch, dtype):
         for slots, parallel in [(1, False), (1, True), (2, True), (3, True)]:
             named.update(work=np.empty((slots,) + named["work"].shape[1:], dtype),
                          labels=np.zeros((slots, BLOCK), np.int64))
-            results.append(call_run(both(dtype=dtype, d=64, k=10, loop="tiles", parallel=parallel)[0], named))
+            results.append(call_run(both(dtype=dtype, d=64, k=10, loop="tiles", parallel=parallel, blas=True)[0],
+                                    named))
     (_, loss), first = results[0]
     for (_, other_loss), other in results[1:]:
         np.testing.assert_array_equal(other["theta"], first["theta"])
@@ -668,8 +682,32 @@ def test_wide_parallel_run_is_bit_identical_to_serial(n, batch, dtype):
         assert other_loss == loss
 
 
-def test_blas_gemm_refuses_mixed_dtypes():
-    """BLAS's gemm takes one dtype: a float32 product into float64 would read float32 bits as float64."""
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+def test_blas_gemm_products_of_row_and_column_major_views(rng, dtype):
+    """C[:m, :n] = op(A) op(B) + beta C[:m, :n] for each transposition and layout of A and B, each the
+    top-left corner of a larger array (as the kernels pass BLOCK-wide buffers of which a block fills m
+    columns); C's other entries are left alone."""
+    from numba import njit
+
+    from fastnn.kernels.config import blas_gemm
+
+    product = njit(lambda ta, tb, m, n, k, a, b, beta, c: blas_gemm(ta, tb, m, n, k, a, b, beta, c))
+    m, n, k = 3, 5, 4
+    for ta, tb, a_major, b_major in itertools.product([False, True], repeat=4):
+        a_shape, b_shape = (k, m) if ta else (m, k), (n, k) if tb else (k, n)
+        A, B = (np.asarray(rng.standard_normal((r + 2, c + 3)), dtype, order="F" if major else "C")
+                for (r, c), major in ((a_shape, a_major), (b_shape, b_major)))
+        C = rng.standard_normal((m + 1, n + 2)).astype(dtype)
+        a, b = A[:a_shape[0], :a_shape[1]], B[:b_shape[0], :b_shape[1]]
+        expected = C.copy()
+        expected[:m, :n] = (a.T if ta else a) @ (b.T if tb else b) + 0.5 * C[:m, :n]
+        product(ta, tb, m, n, k, A, B, 0.5, C)
+        assert_near(C, expected, RTOL[dtype], err_msg=f"ta={ta} tb={tb} A {'CF'[a_major]} B {'CF'[b_major]}")
+
+
+def test_blas_gemm_refuses_mixed_dtypes_and_strided_views():
+    """BLAS's gemm takes one dtype (a float32 product into float64 would read float32 bits as float64) and
+    matrices with unit stride along one axis."""
     from numba import njit
     from numba.core.errors import TypingError
 
@@ -677,10 +715,12 @@ def test_blas_gemm_refuses_mixed_dtypes():
 
     @njit
     def product(a, c):
-        blas_gemm(False, False, 1, 1, 1, a, 1, a, 1, 0.0, c, 1)
+        blas_gemm(False, False, 1, 1, 1, a, a, 0.0, c)
 
     with pytest.raises(TypingError, match="one dtype"):
         product(np.ones((1, 1), np.float32), np.zeros((1, 1)))
+    with pytest.raises(TypingError, match="row- or column-major"):
+        product(np.ones((4, 4))[::2, ::2], np.zeros((1, 1)))
     c = np.zeros((1, 1))
     product(np.full((1, 1), 3.0), c)
     assert c[0, 0] == 9.0
