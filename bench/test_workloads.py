@@ -64,16 +64,16 @@ def block():
     W1, b1, W2, b2 = reference.split(theta, d, h, k)
     return dict(XB=rng.randn(d, B), A1=np.tanh(rng.randn(h, B)), Z2=rng.randn(k, B), P=np.full((k, B), 0.5),
                 D3=rng.randn(k, B) * 0.1, D2=rng.randn(h, B), S=np.ones((2, B)), yb=rng.randint(0, k, B),
-                W1=W1, b1=b1, W2=W2, b2=b2, G=np.zeros(theta.size), m=B)
+                wb=np.ones(B), W1=W1, b1=b1, W2=W2, b2=b2, G=np.zeros(theta.size), GW=np.empty((0, 0)), m=B)
 
 
 STAGES = {
     "hidden_forward": lambda b: (b["XB"], b["m"], b["W1"], b["b1"], b["W2"], b["b2"], b["A1"], b["Z2"]),
     "output_forward": lambda b: (b["Z2"], b["m"], b["P"], b["S"]),
-    "output_delta": lambda b: (b["P"], b["yb"], b["m"], b["D3"]),
+    "output_delta": lambda b: (b["P"], b["yb"], b["wb"], b["m"], b["D3"]),
     "hidden_delta": lambda b: (b["D3"], b["m"], b["W2"], b["A1"], b["D2"]),
-    "accumulate": lambda b: (b["XB"], b["A1"], b["D3"], b["D2"], b["m"], b["G"]),
-    "backward": lambda b: (b["XB"], b["A1"], b["D3"], b["m"], b["W2"], b["D2"], b["G"]),
+    "accumulate": lambda b: (b["XB"], b["A1"], b["D3"], b["D2"], b["m"], b["G"], b["GW"]),
+    "backward": lambda b: (b["XB"], b["A1"], b["D3"], b["m"], b["W2"], b["D2"], b["G"], b["GW"]),
 }
 
 

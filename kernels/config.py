@@ -218,7 +218,9 @@ def _compile_linked(context, func, sig, flags):
 def blas_gemm(typingctx, ta, tb, m, n, k, a, b, beta, c):
     """C[:m, :n] = op(A) op(B) + beta C[:m, :n] by BLAS's gemm: op(A) (m, k), op(B) (k, n), op: transposed if ta,
     tb. A and B are row-major views ('C') or column-major ones ('F', a row-major matrix's transpose), C is
-    row-major, each with unit stride along one axis, of one float dtype; m, n, k fit them.
+    row-major, of one float dtype; m, n, k fit them. The stride of each one's other axis is BLAS's leading
+    dimension, so it must be at least that axis's extent used, as in the views the kernels make (NumPy may
+    give an axis of length 1 any stride: such an array from Python could be refused by BLAS).
 
     BLAS takes column-major matrices and reads a row-major one as its transpose: it is asked for C^T =
     op(B)^T op(A)^T, with a column-major operand's transposition flipped. Calls the gemm of SciPy's BLAS

@@ -10,7 +10,8 @@ sum). The BLAS variants (heavy wide inputs) keep XB's rows untransposed, a sampl
 Inputs. Up to UNROLL inputs, the number of inputs D is a compile-time constant of the variant: the loop
 over inputs unrolls inside the loop over the samples of a block, which then vectorises, and a hidden
 unit's pre-activations take one pass over the block instead of d + 1 (about 1.7x on the tutorial's run).
-Wider inputs share one compilation (D = 0) that reads d at run time. The loops over classes run outside
+Wider inputs share a compilation (D = 0) that reads d at run time, or two: heavy ones (_heavy) get BLAS
+variants, whose input layer's products go to BLAS. The loops over classes run outside
 the loops over samples, except for two classes (BINARY), the case to make fastest, which has fused loops
 of its own (both logits in one pass; the backward pass of a hidden unit, with its d + 3 gradient sums, in
 one pass).
@@ -21,8 +22,8 @@ G is indexed flat; and a batch of one block runs its stages right in run's loop,
 blocks or tiles and no parallel region around them.
 
 Variants. ``build(act, out, dtype, d, k, loop, parallel)`` compiles every function marked ``@stage`` with
-the variant's choices as compile-time constants (ACT, OUT, D, BINARY, LOOP, and the dtype's elementary
-functions): a branch such as ``if OUT == "softmax"`` is pruned before typing, so the tutorial's run
+the variant's choices as compile-time constants (ACT, OUT, D, BINARY, LOOP, PARALLEL, SOLVER, WEIGHTED,
+BLAS, and the dtype's elementary functions): a branch such as ``if OUT == "softmax"`` is pruned before typing, so the tutorial's run
 compiles tanh, the two-class softmax and the one-block loop only. ``run`` is the one kernel Python calls;
 the stages are subroutines compiled into it (config.subroutine). Each variant is compiled on its first
 call and cached on disk (config.KernelCache).
@@ -66,7 +67,7 @@ def build(act, out, dtype, d, k, loop, parallel=False, solver="sgd", weighted=Fa
     tiles is not compiled) or "tiles"; parallel: tiles spread over threads (bit-identical to serial);
     solver: one of SOLVERS (see update); weighted: samples have weights (run's weights has rows); blas: for
     d > UNROLL, the input layer's products by BLAS, for heavy samples (heavy(d, h); any other shape gets the
-    same results, more slowly). Variants are compiled on their first call and cached on disk.
+    same results up to rounding, more slowly). Variants are compiled on their first call and cached on disk.
     """
     if act not in ACTIVATIONS or out not in OUTPUTS or loop not in LOOPS or solver not in SOLVERS:
         raise ValueError(f"no kernel variant ({act!r}, {out!r}, {loop!r}, {solver!r})")

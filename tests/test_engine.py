@@ -45,6 +45,22 @@ def test_an_evaluation_uses_the_loop_that_is_compiled(moons):
     assert training.alternate is None and training.run is not plan.run  # tiles: batches of more than a block
 
 
+@pytest.mark.parametrize("d, h", [(64, 17), (5, 205), (16, 32), (5, 204), (4, 500)])
+def test_heavy_samples_get_the_blas_variant(d, h):
+    """Wide inputs with at least 1024 input weights run the variant whose input layer calls BLAS (with BLAS on
+    one thread), lighter ones the loops: both compute the same, so only this test tells a swap."""
+    heavy = d > kernels.UNROLL and d * h >= 1024
+    assert kernels.heavy(d, h) == heavy
+    for batch in (None, 1000):
+        plan = engine.plan("numba", "tanh", "softmax", "float64", d, h, 10, 1000, batch, n_threads=1)
+        loop = "block" if batch is None else "tiles"
+        assert plan.run is kernels.build("tanh", "softmax", "float64", d, 10, loop, False, blas=heavy).run
+        assert plan.blas == heavy
+        if batch is None:
+            assert plan.alternate is kernels.build("tanh", "softmax", "float64", d, 10, "tiles", False,
+                                                   blas=heavy).run
+
+
 def test_evaluations_run_in_parallel_only_on_many_rows():
     small = engine.plan("numba", "tanh", "softmax", "float64", 2, 3, 2, engine.EVALUATE_PARALLEL - 1,
                         n_threads=2)

@@ -78,7 +78,7 @@ def block(rng, d, h, k, dtype, act="tanh", out="softmax"):
     # Labels, or an identity output's targets (k, B).
     yb = normal((k, B)).astype(dtype) if out == "identity" else rng.integers(0, k, B)
     named.update(yb=yb, wb=rng.uniform(0.5, 2, B).astype(dtype), G=normal(size), partials=normal((3, size)),
-                 ntiles=3, GW=np.empty((d, h), dtype), d=d, h=h, k=k, state=np.zeros((0, size)),
+                 ntiles=3, GW=np.full((d, h), np.nan, dtype), d=d, h=h, k=k, state=np.zeros((0, size)),
                  optimiser=np.zeros(6))
     return named
 
