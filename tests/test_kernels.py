@@ -648,13 +648,18 @@ WIDE_RUNS = [(784, 128, 10, 300), (64, 17, 100, 600), (5, 500, 3, 200), (64, 1, 
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
 @pytest.mark.parametrize("batching", ["full", "batches", "shuffled"])
 @pytest.mark.parametrize("d, h, k, n", WIDE_RUNS, ids=["d{}h{}k{}n{}".format(*s) for s in WIDE_RUNS])
-def test_wide_run(rng, d, h, k, n, batching, dtype):
+def test_wide_run(rng, d, h, k, n, batching, reduction, dtype):
     """Whole runs of the wide path against the reference: full batch (tiles of a block, or two halves of a
-    small batch) and mini-batches of 128 (two tiles each), in order and shuffled."""
+    small batch) and mini-batches of 128 (two tiles each), in order and shuffled, with gradients of the
+    batch's mean or sum (then a step as many times smaller, the same step size)."""
     batch = {"full": None, "batches": 128, "shuffled": 128}[batching]
-    named = run_inputs(rng, d, h, k, n, dtype, batch=batch, passes=3, shuffled=batching == "shuffled", lr=0.05)
+    mean = reduction == "mean"
+    lr = 0.05 if mean else 0.05 / (batch or n)
+    named = run_inputs(rng, d, h, k, n, dtype, batch=batch, passes=3, shuffled=batching == "shuffled", lr=lr,
+                       mean=mean)
     named["X"] /= np.sqrt(d)  # the tutorial's scale of pre-activations, not d times it
     assert_run_matches_twin(*both("tanh", "softmax", dtype, d, k, loop_for(named["batch"], d, h),
                                   blas=kernels.heavy(d, h)), named, dtype)
