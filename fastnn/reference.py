@@ -208,11 +208,11 @@ def build(act, out, dtype, d, k, loop, parallel=False, solver="sgd", weighted=Fa
                     output_delta(Pb, yb, wb, m, Pb)
                     G = np.zeros((1, theta.size))  # the batch's one partial
                     backward(XB, A1, Pb, m, params[2], np.empty_like(A1), G[0], None)
+                    if running.shape[0] and b + m == n:  # before the last step, which may stop the run
+                        running[e] = epoch_loss / count
                     size = np.sum(wb, dtype=np.float64) if weighted else m
                     if not update(theta, G, 1, d, h, k, lr, reg, 1.0 / size if mean else 1.0, state, optimiser):
                         return e, np.nan
-                if running.shape[0]:
-                    running[e] = epoch_loss / count
             if not evaluate and P.shape[0] == 0:
                 return passes, 0.0
             XB, A1, Z2, Pn, S, yb, wb = forward(X, y, weights, order[:0], 0, 0, n, params)

@@ -282,9 +282,20 @@ class Session:
         self.optimiser = _optimiser(s, self.theta.size, init)
         self.params = reference.split(self.theta, d, s.hidden, k)
         self.chunk = _passes_per_call(n, d, s.hidden, k, self.batch)
-        self.monitor = _Monitor(s, X, self.done, _trivial_loss(y, k, s.output, weights), self._call(0, True, s.lr)[1])
-        self.records = [] if self.done else [(0, self.monitor.initial)]
+        self.monitor = _Monitor(s, X, self.done, _trivial_loss(y, k, s.output, weights))
+        self.records = []
         self._evaluators = {}  # engines of evaluations by outputs(), by number of rows
+        # With running_loss and full batches, the first pass's training loss is the loss of the starting
+        # parameters, computed by its forward pass: it starts the monitor, and no evaluation is made for it
+        # (a tenth of an MNIST-shaped full-batch fit).
+        if not (s.running_loss and self.batch == n):
+            self._start(self._call(0, True, s.lr)[1])
+
+    def _start(self, initial: float) -> None:
+        """The loss of the starting parameters, to the divergence rules and (a fresh run) the records."""
+        self.monitor.start(initial)
+        if not self.done:
+            self.records.append((0, initial))
 
     def _call(self, passes, evaluate, lr):
         """The next `passes` passes at rate lr, then (evaluate) the loss: (passes completed, loss). With
@@ -297,6 +308,8 @@ class Session:
                               s.reduction == "mean", evaluate and running is None, np.empty((0, self.k), self.X.dtype),
                               self.optimiser, self.weights, running)
         if running is not None:
+            if self.monitor.initial is None:  # full batches: the first pass's loss, written even if it diverged
+                self._start(float(running[0]))
             loss = running[-1] if done == passes else np.nan
         return done, loss
 
@@ -443,10 +456,14 @@ def _trivial_loss(y, k, output, weights=None):
 class _Monitor:
     """The divergence rules of train(), applied to the losses at the checkpoints."""
 
-    def __init__(self, s: Settings, X, done, trivial, initial):
-        self.s, self.X, self.done, self.trivial, self.initial = s, X, done, trivial, initial
+    def __init__(self, s: Settings, X, done, trivial):
+        self.s, self.X, self.done, self.trivial = s, X, done, trivial
+        self.initial = None  # until start()
+
+    def start(self, initial):
+        self.initial = initial
         if not math.isfinite(initial):
-            self.diverged(done, f"the loss of the starting parameters is {initial}")
+            self.diverged(self.done, f"the loss of the starting parameters is {initial}")
 
     def check(self, at, loss):
         if not math.isfinite(loss):

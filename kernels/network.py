@@ -591,7 +591,8 @@ def run(X, y, weights, order, theta, params, passes, batch, lr, reg, mean, evalu
     early, returning (the epoch, NaN), when the parameters stop being finite. When running has rows, the
     training loss of epoch e goes to running[e], computed by the training itself (scikit-learn's MLPs'
     loss_curve_): (sum over its batches of their samples' losses and reg/2 (|W1|^2 + |W2|^2) at the batch's
-    start) / n; for the full batch, the loss of the parameters the epoch started from. Evaluation: L = (sum of
+    start) / n; for the full batch, the loss of the parameters the epoch started from. It is written before
+    the epoch's last step, so that it is there even when that step stops the run. Evaluation: L = (sum of
     per-sample losses + reg/2 (|W1|^2 + |W2|^2)) / n when evaluate (else 0), and the outputs into P when
     it has rows. WEIGHTED: each sample's delta and loss are times its weight, and the batch size and n
     above are the sums of the weights (scikit-learn's sample_weight). Both run tile by tile, tiles over the
@@ -638,14 +639,14 @@ def run(X, y, weights, order, theta, params, passes, batch, lr, reg, mean, evalu
                         epoch_loss += losses[t]
             if track:
                 epoch_loss += _penalty(theta, d, h, k, reg)
+                if stop == n:  # complete before the epoch's last step, and kept if that step diverges
+                    running[e] = epoch_loss / (_weight_sum(weights, order[:0], 0, 0, n) if WEIGHTED else n)
             scale = 1.0 / (_weight_sum(weights, order, e, b, stop) if WEIGHTED else stop - b) if mean else 1.0
             # The partials are zeroed by the update, long before the next batch adds to them: zeroed just
             # before, the first block's loads of G would follow the vector stores closely (0.1 us a pass
             # slower, measured).
             if not update(theta, partials, ntiles, d, h, k, lr, reg, scale, state, optimiser):
                 return e, np.nan
-        if track:
-            running[e] = epoch_loss / (_weight_sum(weights, order[:0], 0, 0, n) if WEIGHTED else n)
     if not evaluate and P.shape[0] == 0:
         return passes, 0.0
     labelled, outputs = evaluate and y.shape[0] > 0, P.shape[0] > 0

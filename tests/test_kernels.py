@@ -551,15 +551,22 @@ def test_running_loss(rng, d, h, k, n, batch, out, weighted):
 
 
 @pytest.mark.parametrize("act", ACTIVATIONS)
-def test_run_reports_divergence_at_the_same_pass(rng, act):
-    """A step of 1e150 overflows within a few passes: both stop at the same pass and say which."""
-    named = run_inputs(rng, 2, 3, 2, 40, passes=50, lr=1e150, mean=False)
-    kernel, twin = both(act)
+@pytest.mark.parametrize("batch", [None, 16], ids=["full", "batches"])
+def test_run_reports_divergence_at_the_same_pass(rng, act, batch):
+    """A step of 1e150 overflows within a few passes: both stop at the same pass and say which. Each pass's
+    training loss is written before the pass's last step, so the diverging pass's is there too (for the
+    full batch, the loss of the parameters it started from)."""
+    named = run_inputs(rng, 2, 3, 2, 40, batch=batch, passes=50, lr=1e150, mean=False)
+    named["running"] = np.full(named["passes"], -1.0)
+    kernel, twin = both(act, loop=loop_for(named["batch"], 2, 3))
     (done_k, loss_k), k_env = call_run(kernel, named)
-    (done_r, loss_r), _ = call_run(twin, named)
+    (done_r, loss_r), r_env = call_run(twin, named)
     assert done_k == done_r < named["passes"]
     assert math.isnan(loss_k) and math.isnan(loss_r)
     assert not np.isfinite(k_env["theta"]).all()
+    written = slice(done_k + 1)
+    assert_near(k_env["running"][written], r_env["running"][written], RTOL[np.float64])
+    assert (k_env["running"][done_k + 1:] == -1).all() and (r_env["running"][done_k + 1:] == -1).all()
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)

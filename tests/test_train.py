@@ -23,7 +23,7 @@ from helpers import (ACTIVATIONS, CLASSES, HIDDEN, INPUTS, OUTPUTS, RUN_RTOL, RU
 
 import fastnn
 from fastnn import _validate as check
-from fastnn import kernels, reference
+from fastnn import engine, kernels, reference
 from fastnn.train import init_params
 
 PASSES = 1000
@@ -420,14 +420,15 @@ def test_mean_reduction_trains_large_n(moons20000):
 @pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu"])
 @pytest.mark.parametrize("output", ["softmax", "sigmoid"])
 @pytest.mark.parametrize("scale", [1e6, 1e150, 1e300])
-def test_large_inputs_train_or_raise_never_warn(moons, scale, output, activation, backend):
+@pytest.mark.parametrize("running_loss", [False, True])  # True: the start's loss comes from the first pass
+def test_large_inputs_train_or_raise_never_warn(moons, scale, output, activation, backend, running_loss):
     X, y = moons
     Xs = X * scale
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         try:
             m = fastnn.train(Xs, y, 3, passes=300, loss_every=100, activation=activation, output=output,
-                             backend=backend)
+                             backend=backend, running_loss=running_loss)
         except fastnn.DivergenceError:
             return
         assert np.isfinite(m.theta).all() and np.isfinite(m.loss_history).all()
@@ -438,6 +439,32 @@ def test_large_inputs_train_or_raise_never_warn(moons, scale, output, activation
             return
         assert np.isfinite(P).all()
         assert np.isfinite(m.loss(Xs, y))
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_full_batch_running_loss_starts_from_the_first_pass(moons, monkeypatch, backend):
+    """With running_loss and full batches, the loss of the starting parameters is the first pass's training
+    loss (its forward pass computes it): the one evaluation is the end's, and the history starts with that
+    loss; inputs that overflow the starting network still stop the run at pass 0, saying so."""
+    evaluations = []
+    call = engine.Engine.__call__
+
+    def counted(self, X, y, order, theta, params, passes, *rest, **kw):
+        evaluations.append(passes)
+        return call(self, X, y, order, theta, params, passes, *rest, **kw)
+
+    monkeypatch.setattr(engine.Engine, "__call__", counted)
+    X, y = moons
+    model = fastnn.train(X, y, 3, passes=10, running_loss=True, backend=backend)
+    assert evaluations.count(0) == 1 and sum(evaluations) == 10
+    start = fastnn.train(X, y, 3, passes=1, backend=backend)  # its history starts with an evaluation
+    assert model.loss_history[0, 0] == 0
+    assert model.loss_history[0, 1] == pytest.approx(start.loss_history[0, 1], rel=1e-12)
+    batches = fastnn.train(X, y, 3, passes=10, running_loss=True, batch_size=50, backend=backend)
+    assert batches.loss_history[0, 1] == start.loss_history[0, 1]  # evaluated: a batch's loss is not the start's
+    with pytest.raises(fastnn.DivergenceError, match="starting parameters") as info:
+        fastnn.train(X * 1e307, y, 3, passes=10, running_loss=True, activation="relu", backend=backend)
+    assert info.value.at == 0
 
 
 # --- Determinism ----------------------------------------------------------------------------------------------
