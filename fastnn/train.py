@@ -287,7 +287,7 @@ class Session:
         self._evaluators = {}  # engines of evaluations by outputs(), by number of rows
         # With running_loss and full batches, the first pass's training loss is the loss of the starting
         # parameters, computed by its forward pass: it starts the monitor, and no evaluation is made for it
-        # (a tenth of an MNIST-shaped full-batch fit).
+        # (8% of an MNIST-shaped full-batch fit, measured).
         if not (s.running_loss and self.batch == n):
             self._start(self._call(0, True, s.lr)[1])
 

@@ -554,8 +554,8 @@ def test_running_loss(rng, d, h, k, n, batch, out, weighted):
 @pytest.mark.parametrize("batch", [None, 16], ids=["full", "batches"])
 def test_run_reports_divergence_at_the_same_pass(rng, act, batch):
     """A step of 1e150 overflows within a few passes: both stop at the same pass and say which. Each pass's
-    training loss is written before the pass's last step, so the diverging pass's is there too (for the
-    full batch, the loss of the parameters it started from)."""
+    training loss is written before the pass's last step: with full batches, the diverging pass's too (the
+    loss of the parameters it started from)."""
     named = run_inputs(rng, 2, 3, 2, 40, batch=batch, passes=50, lr=1e150, mean=False)
     named["running"] = np.full(named["passes"], -1.0)
     kernel, twin = both(act, loop=loop_for(named["batch"], 2, 3))
@@ -566,6 +566,8 @@ def test_run_reports_divergence_at_the_same_pass(rng, act, batch):
     assert not np.isfinite(k_env["theta"]).all()
     written = slice(done_k + 1)
     assert_near(k_env["running"][written], r_env["running"][written], RTOL[np.float64])
+    if batch is None:
+        assert k_env["running"][done_k] != -1
     assert (k_env["running"][done_k + 1:] == -1).all() and (r_env["running"][done_k + 1:] == -1).all()
 
 
