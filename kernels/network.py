@@ -11,22 +11,21 @@ Inputs. Up to UNROLL inputs, the number of inputs D is a compile-time constant o
 over inputs unrolls inside the loop over the samples of a block, which then vectorises, and a hidden
 unit's pre-activations take one pass over the block instead of d + 1 (about 1.7x on the tutorial's run).
 Wider inputs share a compilation (D = 0) that reads d at run time, or two: heavy ones (_heavy) get BLAS
-variants, whose input layer's products go to BLAS. The loops over classes run outside
-the loops over samples, except for two classes (BINARY), the case to make fastest, which has fused loops
-of its own (both logits in one pass; the backward pass of a hidden unit, with its d + 3 gradient sums, in
-one pass).
+variants, whose input layer's products go to BLAS. The loops over classes run outside the loops over
+samples, except for two classes (BINARY), the case to make fastest, which has fused loops of its own
+(both logits in one pass; the backward pass of a hidden unit, with its d + 3 gradient sums, in one pass).
 
 What a pass costs besides arithmetic. For the tutorial's n = 200 a pass is about a microsecond of
 arithmetic, so fixed costs matter: views (split, _rows) are made once per call, never per block or pass;
 G is indexed flat; and a batch of one block runs its stages right in run's loop, with no loop over
 blocks or tiles and no parallel region around them.
 
-Variants. ``build(act, out, dtype, d, k, loop, parallel)`` compiles every function marked ``@stage`` with
-the variant's choices as compile-time constants (ACT, OUT, D, BINARY, LOOP, PARALLEL, SOLVER, WEIGHTED,
-BLAS, and the dtype's elementary functions): a branch such as ``if OUT == "softmax"`` is pruned before typing, so the tutorial's run
-compiles tanh, the two-class softmax and the one-block loop only. ``run`` is the one kernel Python calls;
-the stages are subroutines compiled into it (config.subroutine). Each variant is compiled on its first
-call and cached on disk (config.KernelCache).
+Variants. ``build(act, out, dtype, d, k, loop, parallel, ...)`` compiles every function marked ``@stage``
+with the variant's choices as compile-time constants (ACT, OUT, D, BINARY, LOOP, PARALLEL, SOLVER,
+WEIGHTED, BLAS, and the dtype's elementary functions): a branch such as ``if OUT == "softmax"`` is pruned
+before typing, so the tutorial's run compiles tanh, the two-class softmax and the one-block loop only.
+``run`` is the one kernel Python calls; the stages are subroutines compiled into it (config.subroutine).
+Each variant is compiled on its first call and cached on disk (config.KernelCache).
 """
 
 import functools

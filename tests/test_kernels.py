@@ -89,7 +89,8 @@ def run_both(name, named, outputs, variant, alias=None):
     comparing the whole buffers also checks. alias: (a, b) passes the same array as a and b."""
     results = []
     for impl in both(**variant):
-        env = {key: value.copy(order="K") if isinstance(value, np.ndarray) else value for key, value in named.items()}
+        env = {key: value.copy(order="K") if isinstance(value, np.ndarray) else value  # keeps F layouts
+               for key, value in named.items()}
         for o in outputs:
             if env[o].dtype.kind == "f":
                 env[o][...] = np.nan
