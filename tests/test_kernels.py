@@ -83,14 +83,18 @@ def block(rng, d, h, k, dtype, act="tanh", out="softmax"):
     return named
 
 
+def copies(named):
+    """The named arguments with each array copied in its own layout (a column-major XB stays one)."""
+    return {key: value.copy(order="K") if isinstance(value, np.ndarray) else value for key, value in named.items()}
+
+
 def run_both(name, named, outputs, variant, alias=None):
     """Run the kernel ``name`` of a variant and its twin on copies of the same inputs, outputs filled with
     NaN first: whatever either writes past column m stays NaN only if it writes nothing there, which
     comparing the whole buffers also checks. alias: (a, b) passes the same array as a and b."""
     results = []
     for impl in both(**variant):
-        env = {key: value.copy(order="K") if isinstance(value, np.ndarray) else value  # keeps F layouts
-               for key, value in named.items()}
+        env = copies(named)
         for o in outputs:
             if env[o].dtype.kind == "f":
                 env[o][...] = np.nan
@@ -246,8 +250,7 @@ def test_update_sums_the_partials_in_tile_order_and_reports_a_non_finite_step(rn
     summed = dict(named, partials=named["partials"].copy(), ntiles=1)
     summed["partials"][0] = (named["partials"][0] + named["partials"][1]) + named["partials"][2]
     for impl in both(dtype=dtype, d=5, k=3):
-        tiles, one = [{key: v.copy() if isinstance(v, np.ndarray) else v for key, v in env.items()}
-                      for env in (named, summed)]
+        tiles, one = copies(named), copies(summed)
         assert call(impl.update, tiles) is True and call(impl.update, one) is True
         np.testing.assert_array_equal(tiles["theta"], one["theta"])  # the same sum, in the same order
         blown = dict(tiles, theta=tiles["theta"].copy(), lr=1e300, partials=np.full_like(named["partials"], 1e300))
@@ -456,7 +459,7 @@ def run_inputs(rng, d, h, k, n, dtype=np.float64, batch=None, passes=5, shuffled
 
 def call_run(impl, named):
     """``run`` on copies of the named inputs (params: views of the copied theta); (result, the copies)."""
-    env = {key: value.copy() if isinstance(value, np.ndarray) else value for key, value in named.items()}
+    env = copies(named)
     env["params"] = reference.split(env["theta"], env["d"], env["h"], env["k"])
     return call(impl.run, env), env
 
