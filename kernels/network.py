@@ -504,20 +504,33 @@ def _forward_block(X, y, weights, order, e, start, m, params, rows, yb):
 
 
 @stage(inline="always")
-def _grad_range(X, y, weights, order, e, start, stop, params, rows, yb, G, track):
+def _grad_range(X, y, weights, order, e, start, stop, params, rows, yb, G, track, final, out):
     """G += the gradient sums of the samples start..stop-1 (of order[e], if order has rows), block by block;
-    returns the sum of their losses (_block_loss) when track, else 0."""
+    returns the sum of their losses (_block_loss) when track, else 0. final: the forward stages only, in
+    the evaluation's blocks (see run), with the outputs into out when it has rows."""
     XB, A1, Z2, P, D3, D2, S, WB, GW = rows
-    size = _block_size(A1, stop - start)
+    size = _block_size(A1, X.shape[0] if final else stop - start)
     total = 0.0
     for b in range(start, stop, size):
         m = min(size, stop - b)
         _forward_block(X, y, weights, order, e, b, m, params, rows, yb)
         if track:
             total += _block_loss(Z2, P, S, yb, WB, m)
-        output_delta(P, yb, WB, m, D3)
-        backward(XB, A1, D3, m, params[2], D2, G, GW)
+        if final:
+            _copy_outputs(P, m, out, b)
+        else:
+            output_delta(P, yb, WB, m, D3)
+            backward(XB, A1, D3, m, params[2], D2, G, GW)
     return total
+
+
+@stage(inline="always")
+def _copy_outputs(P, m, out, at):
+    """out[at + j] = P[:, j] for j < m, if out has rows (P (k, B), out (n, k))."""
+    if out.shape[0] > 0:
+        for j in range(m):
+            for v in range(P.shape[0]):
+                out[at + j, v] = P[v, j]
 
 
 @stage(returns=nbtypes.float64)
@@ -608,33 +621,62 @@ def run(X, y, weights, order, theta, params, passes, batch, lr, reg, mean, evalu
     n, d = X.shape
     W1, b1, W2, b2 = params
     h, k = W2.shape
-    nslots = work.shape[0]
     G, yb = partials[0], labels[0]
     rows0 = _rows(work[0], d, h, k)
     XB, A1, Z2, Pb, D3, D2, S, WB, GW = rows0
     reload = order.shape[0] > 0 or batch < n  # else the one block stays in the buffers from pass to pass
     track = running.shape[0] > 0
-    for e in range(passes):
+    labelled, outputs = evaluate and y.shape[0] > 0, P.shape[0] > 0
+    ntiles, T = _n_tiles(n, d, h)
+    # The evaluation is one more pass (final) through the training's own calls of the forward stages, in
+    # natural order, tile by tile (blocks of at most `size` samples, none across a tile's end): inlined at
+    # call sites of their own they took a quarter of a serial variant's compile time, and a parallel loop of
+    # their own a fifth of a parallel one's (measured). The block loop runs on one thread: its parallel
+    # variant evaluates after training, on threads. (Branches on the constants LOOP and PARALLEL are written
+    # apart from others, so that they are pruned before typing.)
+    size = min(_block_size(A1, n), T)
+    last = passes
+    if LOOP == "tiles" or not PARALLEL:
+        if labelled or outputs:
+            last = passes + 1
+    for e in range(last):
+        final = e == passes
         epoch_loss = 0.0
-        for b in range(0, n, batch):
-            stop = min(b + batch, n)
-            ntiles = 1 if LOOP == "block" else _n_tiles(stop - b, d, h)[0]  # "block": G is the only partial
+        if final:
+            for t in range(ntiles):
+                losses[t] = 0.0
+        step = (size if LOOP == "block" else n) if final else batch
+        visit = order[:0] if final else order
+        losses_now = labelled if final else track
+        for b in range(0, n, step):
+            stop = min(b + step, n)
+            ntiles_batch = 1 if LOOP == "block" else _n_tiles(stop - b, d, h)[0]  # "block": G is the only partial
             if LOOP == "block":
                 # Every batch is one block: its stages are called right here, with no loop over blocks or
                 # tiles around them (that costs 4-12% of the tutorial's run, measured).
                 m = stop - b
-                if reload or e == 0:
-                    load_block(X, y, weights, order, e, b, m, XB, yb, WB)
+                if reload or e == 0:  # final: the one block of a run that kept it is in the data's order
+                    load_block(X, y, weights, visit, e, b, m, XB, yb, WB)
                 hidden_forward(XB, m, W1, b1, W2, b2, A1, Z2)
                 output_forward(Z2, m, Pb, S)
-                if track:
-                    epoch_loss += _block_loss(Z2, Pb, S, yb, WB, m)
+                if losses_now:
+                    loss = _block_loss(Z2, Pb, S, yb, WB, m)
+                    if final:  # summed per tile, as the tiles loop sums them
+                        losses[b // T] += loss
+                    else:
+                        epoch_loss += loss
+                if final:
+                    _copy_outputs(Pb, m, P, b)
+                    continue
                 output_delta(Pb, yb, WB, m, D3)
                 backward(XB, A1, D3, m, W2, D2, G, GW)
             else:
-                grad_tiles(X, y, weights, order, e, b, stop, params, work, labels, partials, losses, track)
+                grad_tiles(X, y, weights, visit, e, b, stop, params, work, labels, partials, losses, losses_now, final,
+                           P)
+                if final:
+                    continue
                 if track:
-                    for t in range(ntiles):
+                    for t in range(ntiles_batch):
                         epoch_loss += losses[t]
             if track:
                 epoch_loss += _penalty(theta, d, h, k, reg)
@@ -644,31 +686,24 @@ def run(X, y, weights, order, theta, params, passes, batch, lr, reg, mean, evalu
             # The partials are zeroed by the update, long before the next batch adds to them: zeroed just
             # before, the first block's loads of G would follow the vector stores closely (0.1 us a pass
             # slower, measured).
-            if not update(theta, partials, ntiles, d, h, k, lr, reg, scale, state, optimiser):
+            if not update(theta, partials, ntiles_batch, d, h, k, lr, reg, scale, state, optimiser):
                 return e, np.nan
-    if not evaluate and P.shape[0] == 0:
-        return passes, 0.0
-    labelled, outputs = evaluate and y.shape[0] > 0, P.shape[0] > 0
-    ntiles, T = _n_tiles(n, d, h)
-    for s in prange(nslots):
-        # A serial variant evaluates in the first slot's buffers, whose views exist: making them again
-        # would cost a tenth of the variant's compile time (measured).
-        rows = _rows(work[s], d, h, k) if PARALLEL else rows0
-        Z2s, Ps, Ss, WBs = rows[2], rows[3], rows[6], rows[7]
-        size = _block_size(rows[1], n)
-        for t in range(s, ntiles, nslots):
-            total = 0.0
-            end = min((t + 1) * T, n)
-            for b in range(t * T, end, size):
-                m = min(size, end - b)
-                _forward_block(X, y, weights, order[:0], 0, b, m, params, rows, labels[s])
-                if labelled:
-                    total += _block_loss(Z2s, Ps, Ss, labels[s], WBs, m)
-                if outputs:
-                    for j in range(m):
-                        for v in range(k):
-                            P[b + j, v] = Ps[v, j]
-            losses[t] = total
+    if LOOP == "block":
+        if PARALLEL:  # the evaluation, tiles over threads (through grad_tiles it compiled 1.7 s slower)
+            if labelled or outputs:
+                nslots = work.shape[0]
+                for s in prange(nslots):
+                    rows = _rows(work[s], d, h, k)
+                    for t in range(s, ntiles, nslots):
+                        total = 0.0
+                        end = min((t + 1) * T, n)
+                        for b in range(t * T, end, size):
+                            m = min(size, end - b)
+                            _forward_block(X, y, weights, order[:0], 0, b, m, params, rows, labels[s])
+                            if labelled:
+                                total += _block_loss(rows[2], rows[3], rows[6], labels[s], rows[7], m)
+                            _copy_outputs(rows[3], m, P, b)
+                        losses[t] = total
     if not labelled:
         return passes, 0.0
     total = 0.0
@@ -701,9 +736,9 @@ def _weight_sum(weights, order, e, start, stop):
 
 
 @stage(inline="always")
-def grad_tiles(X, y, weights, order, e, start, stop, params, work, labels, partials, losses, track):
+def grad_tiles(X, y, weights, order, e, start, stop, params, work, labels, partials, losses, track, final, out):
     """partials[t] += the gradient sums of tile t of samples start..stop-1, tiles spread over the slots, and
-    losses[t] = the sum of its samples' losses when track."""
+    losses[t] = the sum of its samples' losses when track; final: the forward stages only (_grad_range)."""
     d, h, k = X.shape[1], params[0].shape[1], params[2].shape[1]
     nslots = work.shape[0]
     ntiles, T = _n_tiles(stop - start, d, h)
@@ -711,4 +746,4 @@ def grad_tiles(X, y, weights, order, e, start, stop, params, work, labels, parti
         rows = _rows(work[s], d, h, k)
         for t in range(s, ntiles, nslots):
             losses[t] = _grad_range(X, y, weights, order, e, start + t * T, min(start + (t + 1) * T, stop), params,
-                                    rows, labels[s], partials[t], track)
+                                    rows, labels[s], partials[t], track, final, out)

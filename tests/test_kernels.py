@@ -623,14 +623,23 @@ def test_parallel_run_is_bit_identical_to_serial(slots, batching):
     assert not np.array_equal(serial["theta"], named["theta"])
 
 
+@pytest.mark.parametrize("h", [5, 40], ids=ids("h"))  # 40: the evaluation's blocks are halved (_block_size)
+@pytest.mark.parametrize("n", [3 * BLOCK, TILE + 2 * BLOCK + 5], ids=ids("n"))
 @pytest.mark.parametrize("batch", [BLOCK, 37])
-def test_one_block_loop_is_bit_identical_to_tiles(rng, batch):
-    """The variant that compiles no loop over tiles computes what the tiled one computes for such batches."""
-    named = run_inputs(rng, 2, 5, 2, 3 * BLOCK, batch=batch, passes=4, shuffled=True)
-    (_, loss_b), block_env = call_run(both(loop="block")[0], named)
+def test_one_block_loop_is_bit_identical_to_tiles(rng, batch, n, h):
+    """The variant that compiles no loop over tiles computes what the tiled one computes for such batches,
+    its evaluation too: a final pass through its training's calls that sums the losses tile by tile (serial),
+    or tiles on threads (parallel)."""
+    named = run_inputs(rng, 2, h, 2, n, batch=batch, passes=2, shuffled=True)
     (_, loss_t), tiles_env = call_run(both(loop="tiles")[0], named)
-    np.testing.assert_array_equal(block_env["theta"], tiles_env["theta"])
-    assert loss_b == loss_t
+    (_, loss_b), block_env = call_run(both(loop="block")[0], named)
+    named.update(work=np.empty((2,) + named["work"].shape[1:]), labels=np.zeros((2, BLOCK), np.int64))
+    (_, loss_p), parallel_env = call_run(both(loop="block", parallel=True)[0], named)
+    for env in (block_env, parallel_env):
+        np.testing.assert_array_equal(env["theta"], tiles_env["theta"])
+        np.testing.assert_array_equal(env["P"], tiles_env["P"])
+    assert loss_b == loss_t == loss_p
+    assert np.isfinite(tiles_env["P"]).all()
 
 
 # --- Wide inputs: the matrix-product path (d > UNROLL) ---------------------------------------------------------
