@@ -655,7 +655,9 @@ def run(X, y, weights, order, theta, params, passes, batch, lr, reg, mean, evalu
                 # Every batch is one block: its stages are called right here, with no loop over blocks or
                 # tiles around them (that costs 4-12% of the tutorial's run, measured).
                 m = stop - b
-                if reload or e == 0:  # final: the one block of a run that kept it is in the data's order
+                # The one block a run keeps (all n samples, in order) serves a final pass in one block too;
+                # not one in smaller blocks (heavy samples' tiles may be smaller than a block).
+                if reload or e == 0 or step < n:
                     load_block(X, y, weights, visit, e, b, m, XB, yb, WB)
                 hidden_forward(XB, m, W1, b1, W2, b2, A1, Z2)
                 output_forward(Z2, m, Pb, S)

@@ -642,6 +642,20 @@ def test_one_block_loop_is_bit_identical_to_tiles(rng, batch, n, h):
     assert np.isfinite(tiles_env["P"]).all()
 
 
+def test_one_block_loop_evaluates_heavy_samples_in_their_tiles(rng):
+    """A full batch of heavy samples run by the one-block loop (the engine gives it tiles; a direct call may
+    not): the training keeps its one block in the buffers from pass to pass, but the evaluation's blocks
+    are the tiles (two of 112 and 88 samples here), which the final pass must load."""
+    named = run_inputs(rng, 64, 16, 3, 200, passes=2)
+    assert kernels.heavy(64, 16) and engine.tiles(200, 64, 16) == 2
+    kernel, twin = both(d=64, k=3, loop="block", blas=True)
+    (_, loss_k), env_k = call_run(kernel, named)
+    (_, loss_t), env_t = call_run(twin, named)
+    np.testing.assert_allclose(env_k["theta"], env_t["theta"], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(env_k["P"], env_t["P"], rtol=1e-12, atol=1e-14)
+    assert loss_k == pytest.approx(loss_t, rel=1e-12)
+
+
 # --- Wide inputs: the matrix-product path (d > UNROLL) ---------------------------------------------------------
 # One compilation serves every d > UNROLL; these shapes cross d in {5, 64, 784}, k in {2, 3, 10, 100} and h in
 # {1, 17, 128, 500}, so that a leading dimension, a transposition or an offset of the products that is wrong
