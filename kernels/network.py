@@ -747,5 +747,6 @@ def grad_tiles(X, y, weights, order, e, start, stop, params, work, labels, parti
     for s in prange(nslots):
         rows = _rows(work[s], d, h, k)
         for t in range(s, ntiles, nslots):
+            G = partials[0] if final else partials[t]  # final: no gradient, and fewer partials than n's tiles
             losses[t] = _grad_range(X, y, weights, order, e, start + t * T, min(start + (t + 1) * T, stop), params,
-                                    rows, labels[s], partials[t], track, final, out)
+                                    rows, labels[s], G, track, final, out)

@@ -508,6 +508,28 @@ def test_thread_count_does_not_change_a_bit(threads):
     assert outs[0] == outs[1]
 
 
+BOUNDS = """
+import numpy as np, fastnn
+X, y = fastnn.make_moons({n}, random_state=1)
+for threads, batch in ((1, None), (2, None), (1, 32), (2, 32), (2, {tile})):
+    m = fastnn.train(X, y, 8, passes=2, batch_size=batch, reduction="mean", lr=0.1, n_threads=threads)
+    m.loss(X, y), m.predict_proba(X), m.predict_proba(X[:100])
+print("ok")
+"""
+
+
+@pytest.mark.slow
+def test_kernels_index_within_bounds(tmp_path):
+    # Numba checks no index unless NUMBA_BOUNDSCHECK is set: every loop and variant a call can take (one block
+    # and tiles, serial and on threads, training and evaluation alone), compiled with the checks in a cache of
+    # their own (the checked machine code is slower: it must not reach the shared cache).
+    code = BOUNDS.format(n=N_PARALLEL, tile=kernels.TILE + 100)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900,
+                       env=child_env(2, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(tmp_path)))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.split() == ["ok"]
+
+
 CACHED = """
 import hashlib, fastnn
 X, y = fastnn.make_moons()
