@@ -629,9 +629,9 @@ def run(X, y, weights, order, theta, params, passes, batch, lr, reg, mean, evalu
     labelled, outputs = evaluate and y.shape[0] > 0, P.shape[0] > 0
     ntiles, T = _n_tiles(n, d, h)
     # The evaluation is one more pass (final) through the training's own calls of the forward stages, in
-    # natural order, tile by tile (blocks of at most `size` samples, none across a tile's end): inlined at
-    # call sites of their own they took a quarter of a serial variant's compile time, and a parallel loop of
-    # their own a fifth of a parallel one's (measured). The block loop runs on one thread: its parallel
+    # natural order, tile by tile (blocks of at most `size` samples, none across a tile's end): at call sites
+    # of their own (and in a parallel loop of their own, for the tiles) they took about a quarter of a
+    # variant's compile time, serial or parallel (measured). The block loop runs on one thread: its parallel
     # variant evaluates after training, on threads. (Branches on the constants LOOP and PARALLEL are written
     # apart from others, so that they are pruned before typing.)
     size = min(_block_size(A1, n), T)
