@@ -691,7 +691,10 @@ def run(X, y, weights, order, theta, params, passes, batch, lr, reg, mean, evalu
             if not update(theta, partials, ntiles_batch, d, h, k, lr, reg, scale, state, optimiser):
                 return e, np.nan
     if LOOP == "block":
-        if PARALLEL:  # the evaluation, tiles over threads (through grad_tiles it compiled 1.7 s slower)
+        # The evaluation, tiles over threads: _grad_range's final path, written out because Numba would inline
+        # and type its training path here too (through _grad_range: 0.5-1 s slower to compile, through
+        # grad_tiles 1.7 s; measured).
+        if PARALLEL:
             if labelled or outputs:
                 nslots = work.shape[0]
                 for s in prange(nslots):
