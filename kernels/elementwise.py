@@ -73,6 +73,7 @@ def _generate(F, I, exponent_bias, mantissa_bits, ln2_hi, ln2_lo, coth_c, expm1_
     shifter = F(1.5 * 2.0**mantissa_bits)
     biased_shifter = F(1.5 * 2.0**mantissa_bits + exponent_bias)
     shifter_bits, bias, shift = I(np.array(shifter).view(I)), I(exponent_bias), I(mantissa_bits)
+    sign_bit = I(np.iinfo(I).min)  # the bits of -0.0
     # Beyond these e**x is inf, or 0 (below the smallest subnormal); the clamps keep k in range.
     exp_hi = F(math.log(np.finfo(F).max) + 1)
     exp_lo = F(math.log(np.finfo(F).tiny) - (mantissa_bits + 2) * math.log(2))
@@ -125,7 +126,9 @@ def _generate(F, I, exponent_bias, mantissa_bits, ln2_hi, ln2_lo, coth_c, expm1_
         p = coth_poly(r * r)
         s = _as_float(I(_as_int(kf) << shift))
         m = (s - one) * p + (s * r + r)  # (s + 1) r as one multiply-add
-        return math.copysign(m / (m + two * (p - r)), x)
+        # The quotient is >= 0 (or NaN): x's sign bit ORed into it is copysign, in one operation fewer (copysign
+        # also clears the quotient's sign bit).
+        return _as_float(I(_as_int(m / (m + two * (p - r))) | I(_as_int(x) & sign_bit)))
 
     # Each activation's derivative beside it, in terms of the activation a = f(z): the backward pass keeps
     # a, not z.

@@ -11,8 +11,9 @@ Inputs. Up to UNROLL inputs, the number of inputs D is a compile-time constant o
 over inputs unrolls inside the loop over the samples of a block, which then vectorises, and a hidden
 unit's pre-activations take one pass over the block instead of d + 1 (about 1.7x on the tutorial's run).
 Wider inputs share a compilation (D = 0) that reads d at run time, or two: heavy ones (_heavy) get BLAS
-variants, whose input layer's products go to BLAS. The loops over classes run outside the loops over
-samples, except for two classes (BINARY), the case to make fastest, which has fused loops of its own
+variants, whose input layer's products go to BLAS; the others' products (_combine, _dots) take rows of the
+block four at a time, as a matrix product keeps values in registers. The loops over classes run outside the
+loops over samples, except for two classes (BINARY), the case to make fastest, which has fused loops of its own
 (both logits in one pass; the backward pass of a hidden unit, with its d + 3 gradient sums, in one pass).
 
 What a pass costs besides arithmetic. For the tutorial's n = 200 a pass is about a microsecond of
@@ -147,7 +148,8 @@ def load_block(X, y, weights, order, e, start, m, XB, yb, wb):
 
 @stage()
 def hidden_forward(XB, m, W1, b1, W2, b2, A1, Z2):
-    """A1 = f(W1^T XB + b1) and the logits Z2 = W2^T A1 + b2, per hidden unit while its row is in L1.
+    """A1 = f(W1^T XB + b1) and the logits Z2 = W2^T A1 + b2, per hidden unit while its row is in L1 (for two
+    classes and up to UNROLL inputs, a pair of units at a time; wider inputs' pre-activations first).
 
     XB (d, B), W1 (d, h), b1 (h,), W2 (h, k), b2 (k,), A1 (h, B), Z2 (k, B).
     """
@@ -177,11 +179,11 @@ def hidden_forward(XB, m, W1, b1, W2, b2, A1, Z2):
                 A1[u, j] = b1[u]
         if BLAS:  # as one matrix product
             blas_gemm(True, False, h, m, d, W1, XB, 1.0, A1)
-        else:  # one pass per unit and input
-            for u in range(h):
-                for c in range(d):
-                    for j in range(m):
-                        A1[u, j] += W1[c, u] * XB[c, j]
+        else:
+            _combine(W1, XB, m, A1)
+    # The logits a unit at a time while its row is in L1, the block's logits (k rows) staying there too: a unit
+    # row's loads are shared by k products (by _combine, A1 would be loaded k times: MNIST-shaped fits in
+    # batches of 128 ran 1.2-1.4x slower, measured).
     for u in range(first, h):
         for j in range(m):
             A1[u, j] = activate(_pre(XB, W1, b1, A1, u, j))
@@ -196,6 +198,35 @@ def hidden_forward(XB, m, W1, b1, W2, b2, A1, Z2):
                 w = W2[u, v]
                 for j in range(m):
                     Z2[v, j] += w * A1[u, j]
+
+
+@stage()
+def _combine(W, IN, m, OUT):
+    """OUT[r, j] += sum_c W[c, r] IN[c, j] (j < m): OUT's rows plus combinations of IN's rows.  W (c, r),
+    IN (c, B), OUT (r, B).
+
+    Wide inputs (D = 0): four rows of IN per pass over a row of OUT, whose loads and stores are then shared
+    by four products (loads bound these loops: about 1.5x faster at 16 inputs, 32 units, 4 classes, measured),
+    the rest in at most two passes. Up to UNROLL inputs, a row of IN per pass: the layers are small, and the
+    blocked loops would lengthen every such variant's compile (docs/DESIGN.md, facts).
+    """
+    nc = IN.shape[0]
+    fours = nc - nc % 4 if D == 0 else 0
+    pair = D == 0 and nc % 4 >= 2
+    for r in range(OUT.shape[0]):
+        if D == 0:
+            for c in range(0, fours, 4):
+                w0, w1, w2, w3 = W[c, r], W[c + 1, r], W[c + 2, r], W[c + 3, r]
+                for j in range(m):
+                    OUT[r, j] += (w0 * IN[c, j] + w1 * IN[c + 1, j]) + (w2 * IN[c + 2, j] + w3 * IN[c + 3, j])
+            if pair:
+                w0, w1 = W[fours, r], W[fours + 1, r]
+                for j in range(m):
+                    OUT[r, j] += w0 * IN[fours, j] + w1 * IN[fours + 1, j]
+        for c in range(fours + 2 * pair, nc):
+            w = W[c, r]
+            for j in range(m):
+                OUT[r, j] += w * IN[c, j]
 
 
 @stage(returns=lambda XB, *rest: XB.dtype)
@@ -285,15 +316,12 @@ def output_delta(P, yb, wb, m, D3):
 @stage()
 def hidden_delta(D3, m, W2, A1, D2):
     """D2 = (W2 D3) * f'(A1), with f' written in terms of the activation A1.  D3 (k, B), D2 (h, B)."""
-    h, k = W2.shape
-    for u in range(h):
+    for u in range(W2.shape[0]):
         w = W2[u, 0]
         for j in range(m):
             D2[u, j] = w * D3[0, j]
-        for v in range(1, k):
-            w = W2[u, v]
-            for j in range(m):
-                D2[u, j] += w * D3[v, j]
+    _combine(W2[:, 1:].T, D3[1:], m, D2)
+    for u in range(W2.shape[0]):
         for j in range(m):
             D2[u, j] *= derivative(A1[u, j])
 
@@ -319,18 +347,42 @@ def accumulate(XB, A1, D3, D2, m, G, GW):
         for j in range(m):
             s += D2[u, j]
         G[d * h + u] += s
-        if not BLAS:
-            for c in range(d):
-                s = zero
+    if not BLAS:
+        _dots(XB, D2, m, G, 0, h)
+    _dots(A1, D3, m, G, d * h + h, k)
+    _accumulate_b2(D3, m, G, d * h + h + h * k)
+
+
+@stage()
+def _dots(A, B, m, G, at, stride):
+    """G[at + c * stride + u] += sum_j A[c, j] B[u, j] (j < m): the dot products of A's rows with B's rows,
+    each sum in the data's dtype (as in accumulate).
+
+    Wide inputs (D = 0): four rows of B per pass over a row of A, whose loads are then shared by four sums
+    (as in _combine); up to UNROLL inputs, a row of B per pass.
+    """
+    nb = B.shape[0]
+    zero = A.dtype.type(0)
+    fours = nb - nb % 4 if D == 0 else 0
+    for c in range(A.shape[0]):
+        if D == 0:
+            for u in range(0, fours, 4):
+                s0 = s1 = s2 = s3 = zero
                 for j in range(m):
-                    s += XB[c, j] * D2[u, j]
-                G[c * h + u] += s
-        for v in range(k):
+                    a = A[c, j]
+                    s0 += a * B[u, j]
+                    s1 += a * B[u + 1, j]
+                    s2 += a * B[u + 2, j]
+                    s3 += a * B[u + 3, j]
+                G[at + c * stride + u] += s0
+                G[at + c * stride + u + 1] += s1
+                G[at + c * stride + u + 2] += s2
+                G[at + c * stride + u + 3] += s3
+        for u in range(fours, nb):
             s = zero
             for j in range(m):
-                s += A1[u, j] * D3[v, j]
-            G[d * h + h + u * k + v] += s
-    _accumulate_b2(D3, m, G, d * h + h + h * k)
+                s += A[c, j] * B[u, j]
+            G[at + c * stride + u] += s
 
 
 @stage(inline="always")

@@ -659,8 +659,10 @@ def test_one_block_loop_evaluates_heavy_samples_in_their_tiles(rng):
 # --- Wide inputs: the matrix-product path (d > UNROLL) ---------------------------------------------------------
 # One compilation serves every d > UNROLL; these shapes cross d in {5, 64, 784}, k in {2, 3, 10, 100} and h in
 # {1, 17, 128, 500}, so that a leading dimension, a transposition or an offset of the products that is wrong
-# for some shape shows.
-WIDE = [(5, 500, 3), (64, 17, 10), (784, 128, 10), (64, 1, 100), (784, 17, 3), (64, 128, 2)]
+# for some shape shows; and (7, 9, 4) takes the loops' products (_combine, _dots: rows four at a time, then the
+# rest) through every remainder: 7 inputs (4 + 2 + 1), 9 units (4 + 4 + 1), 4 classes (the hidden delta's 3
+# after the first: 2 + 1).
+WIDE = [(5, 500, 3), (64, 17, 10), (784, 128, 10), (64, 1, 100), (784, 17, 3), (64, 128, 2), (7, 9, 4)]
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
