@@ -60,6 +60,7 @@ class Engine:
     describe: str  # the variant, for the compile notice
     alternate: Callable | None = None  # for an evaluation: the other loop's run, used if it is compiled already
     blas: bool = False  # the kernels call BLAS (wide inputs): run them with BLAS on one thread
+    wide: bool = False  # more inputs than kernels.UNROLL: the shared wide variant (for the compile notice)
 
     def __call__(self, X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, P, optimiser=None,
                  weights=None, running=None):
@@ -77,7 +78,7 @@ class Engine:
                 types = tuple(run.typeof_pyval(a) for a in args)
                 if self.alternate is not None and not _ready(run, types) and _ready(self.alternate, types):
                     run = self.alternate  # evaluates alike: no reason to compile the other
-                _compile(run, types, self.describe)
+                _compile(run, types, self.describe, self.wide)
                 _CHOSEN[key] = run
         with self.lock, single_threaded_blas if self.blas else contextlib.nullcontext():
             done, value = run(*args)
@@ -204,7 +205,8 @@ def plan(backend: str, activation: str, output: str, dtype, d: int, h: int, k: i
     alternate = (kernels.build(activation, output, dtype, d, k, "tiles", parallel, blas=heavy).run
                  if batch is None else None)
     return Engine(kernels.build(activation, output, dtype, d, k, loop, parallel, solver, weighted, heavy).run,
-                  threads if parallel else 1, _PARALLEL if parallel else _Unlocked(), describe, alternate, blas=heavy)
+                  threads if parallel else 1, _PARALLEL if parallel else _Unlocked(), describe, alternate, blas=heavy,
+                  wide=d > kernels.UNROLL)
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -216,8 +218,9 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return view
 
 
-# Seconds one variant took to compile on a 2-core AMD EPYC (Zen 4) development machine, by its loop.
-_COMPILE_SECONDS = {False: 4, True: 8}
+# Seconds one variant took to compile on a 2-core AMD EPYC (Zen 4) development machine, by (parallel, wide):
+# the tutorial's 4.2-4.4, wine's and 16 inputs' 6.3-8.6, `large`'s parallel 10.5, 16 inputs' parallel 11.7.
+_COMPILE_SECONDS = {(False, False): 4, (False, True): 7, (True, False): 10, (True, True): 11}
 
 
 def _ready(dispatcher, types) -> bool:
@@ -225,7 +228,7 @@ def _ready(dispatcher, types) -> bool:
     return types in dispatcher.overloads or _cached(dispatcher, types)
 
 
-def _compile(dispatcher, types, describe: str) -> None:
+def _compile(dispatcher, types, describe: str, wide: bool = False) -> None:
     """Compile (or load from the disk cache) the kernel for these argument types, with a notice first if it
     must be compiled: a first call otherwise sits silent for seconds."""
     if types in dispatcher.overloads:
@@ -234,7 +237,7 @@ def _compile(dispatcher, types, describe: str) -> None:
     if compiling:
         parallel = dispatcher.targetoptions.get("parallel", False)
         notice(f"fastnn: compiling kernels for {describe} (first use only, then cached on disk; about "
-               f"{_COMPILE_SECONDS[bool(parallel)]} s)")
+               f"{_COMPILE_SECONDS[bool(parallel), wide]} s)")
     start = time.perf_counter()
     with _interrupt_deferred():
         dispatcher.compile(types)
