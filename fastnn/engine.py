@@ -182,8 +182,8 @@ def plan(backend: str, activation: str, output: str, dtype, d: int, h: int, k: i
     """The engine for a call on n samples (d inputs, h hidden units, k classes) in batches of ``batch`` (None:
     an evaluation only, no training).
 
-    Training runs serially unless n is at least two tiles and more than one thread is allowed (evaluations
-    alone from EVALUATE_PARALLEL samples, or two tiles of heavy samples: kernels.heavy); a batch of one
+    Training runs serially unless n is at least 2 x TILE samples and more than one thread is allowed
+    (evaluations alone from EVALUATE_PARALLEL samples, or two tiles of heavy samples: kernels.heavy); a batch of one
     tile of at most one block, or no training, gets the variant without the loop over tiles. The choice
     never changes a result's bits.
     """

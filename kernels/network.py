@@ -628,7 +628,7 @@ def _tile_size(n, d, h):
     Wide samples (more than UNROLL inputs) cost tens to hundreds of times more: a tile is then a block
     (more once n has over MAX_TILES blocks: a batch holds a gradient partial per tile), and fewer than two
     blocks are split in two, so that a mini-batch of 128 samples runs on two threads (fits of 200,000 rows
-    in batches of 256 ran 1.3-1.9x faster so than in tiles of TILE samples at 6 to 32 inputs, measured).
+    in batches of 256 ran 1.3-1.8x faster than in tiles of TILE samples at 6 to 32 inputs, measured).
     Never depends on the number of threads.
     """
     if d <= UNROLL:
