@@ -15,6 +15,7 @@ from typing import Any, Callable
 import numba
 import numpy as np
 import threadpoolctl
+from numba._dispatcher import compute_fingerprint as _fingerprint
 
 from . import kernels, reference
 
@@ -63,15 +64,15 @@ class Engine:
     wide: bool = False  # more inputs than kernels.UNROLL: the shared wide variant (for the compile notice)
 
     def __call__(self, X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, P, optimiser=None,
-                 weights=None, running=None):
+                 weights=None, running=None, buffers=None):
         """optimiser: (state, settings) of a solver other than plain "sgd" (see optimiser_arrays); weights:
         the samples' (n,), for a weighted variant; running: (passes,) float64 for each pass's training loss
-        (kernels' run)."""
+        (kernels' run); buffers: see arguments."""
         args = arguments(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, P, self.slots,
-                         optimiser, weights, running)
+                         optimiser, weights, running, buffers)
         run = self.run
         if self.describe:  # a kernel, not the NumPy twin
-            key = (run, self.alternate, tuple(_signature(a) for a in args))
+            key = (run, self.alternate, _fingerprint(args))
             run = _CHOSEN.get(key)
             if run is None:  # first call with these kinds of arguments: Numba's types, compiled or not
                 run = self.run
@@ -85,20 +86,13 @@ class Engine:
         return int(done), float(value)
 
 
-# The kernel each (kernel, alternate, kinds of arguments) was given: Numba's types of 19 arguments take about
-# 0.6 ms to compute, more than a small run's arithmetic, so they are computed once per kind (see _signature).
+# The kernel each (kernel, alternate, kinds of arguments) was given: Numba's types of 20 arguments take about
+# 0.3 ms to compute in Python, more than a small run's arithmetic, so they are computed once per kind of
+# arguments. The kind is Numba's own fingerprint of the arguments (each array's dtype, dimensions, layout and
+# whether it is writable; a tuple's items; a scalar's type), which its dispatcher computes in C to find a
+# compiled kernel: 0.6 us for run's 20 arguments, where reading the same from Python took 7 us (measured), a
+# quarter of what a kernel call cost the estimators, which call one per pass.
 _CHOSEN: dict = {}
-
-
-def _signature(a) -> Any:
-    """What Numba's type of an argument depends on, cheaply: an array's dtype, dimensions, layout, and
-    whether it is writable and aligned; a tuple's items; a scalar's Python type."""
-    if isinstance(a, np.ndarray):
-        flags = a.flags  # each access of a.flags makes an object: once
-        return a.dtype, a.ndim, flags.c_contiguous, flags.f_contiguous, flags.writeable, flags.aligned
-    if isinstance(a, tuple):
-        return tuple(_signature(item) for item in a)
-    return type(a)
 
 
 class _SingleThreadedBLAS:
@@ -142,21 +136,33 @@ def optimiser_arrays(solver: str, size: int, momentum=0.0, nesterov=False, beta_
 
 
 def arguments(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, P, slots, optimiser=None,
-              weights=None, running=None):
-    """The arguments of ``run``, with the buffers it needs and the inputs read-only."""
-    n, d = X.shape
-    h, k = params[2].shape
-    work = np.empty((slots, kernels.work_rows(d, h, k), kernels.BLOCK), X.dtype)
-    labels = label_buffer(y, slots, X.dtype)
-    batch_tiles = tiles(min(batch, n), d, h)
-    partials = np.zeros((batch_tiles if passes else 1, theta.size))  # the first row is G
-    losses = np.zeros(max(tiles(n, d, h), batch_tiles))
+              weights=None, running=None, buffers=None):
+    """The arguments of ``run``, with the buffers it needs and the inputs read-only.
+
+    buffers: a dict that a caller keeps from call to call with the same X, y, weights, theta and batch (a
+    training session, which calls once per checkpoint or pass): the read-only inputs and the buffers are made
+    on the first call and used again after. The kernels (and their twins) leave the gradient partials zero,
+    as a call expects them. Making them took 5 us a call, a third of what a small call costs (measured).
+    """
+    made = buffers.get("made") if buffers is not None else None
+    if made is None:
+        n, d = X.shape
+        h, k = params[2].shape
+        batch_tiles = tiles(min(batch, n), d, h)
+        made = (_readonly(X), _readonly(y), _readonly(np.empty(0, X.dtype) if weights is None else weights),
+                np.empty((slots, kernels.work_rows(d, h, k), kernels.BLOCK), X.dtype),  # work
+                label_buffer(y, slots, X.dtype),
+                # gradient partials (the first row is G): kept, enough rows for every call; else one row
+                # for a call with no passes
+                np.zeros((batch_tiles if passes or buffers is not None else 1, theta.size)),
+                np.zeros(max(tiles(n, d, h), batch_tiles)))  # losses
+        if buffers is not None:
+            buffers["made"] = made
+    Xr, yr, wr, work, labels, partials, losses = made
     state, settings = optimiser_arrays("sgd", theta.size) if optimiser is None else optimiser
-    weights = np.empty(0, X.dtype) if weights is None else weights
     running = _NO_RUNNING if running is None else running
-    return (_readonly(X), _readonly(y), _readonly(weights), order, theta, params, int(passes), int(batch),
-            float(lr), float(reg), bool(mean), bool(evaluate), work, labels, partials, losses, running, P, state,
-            settings)
+    return (Xr, yr, wr, order, theta, params, int(passes), int(batch), float(lr), float(reg), bool(mean),
+            bool(evaluate), work, labels, partials, losses, running, P, state, settings)
 
 
 _NO_RUNNING = np.empty(0)
@@ -328,6 +334,7 @@ def compile(activations=("tanh",), outputs=("softmax",), dtypes=("float64", "flo
 def _compile_variant(variant) -> dict:
     """Compile (or find cached) the ``run`` kernel of one variant for the arguments the engine passes."""
     act, out, dtype, d, k, loop, parallel, blas = variant
+    kernels.orders(0, 0, np.empty((1, 1), np.int64))  # shuffled mini-batches' orders: shared, compiled once
     run = kernels.build(act, out, dtype, d, k, loop, parallel, blas=blas).run
     h = 1
     theta = np.zeros(reference.size(d, h, k), dtype)

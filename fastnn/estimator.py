@@ -145,9 +145,13 @@ class _NeuralNet(BaseEstimator):
                        running_loss=True)  # loss_curve_ as MLPClassifier's, and no forward pass to record it
         if self._by_pass() and not incremental:  # partial_fit: one pass, as scikit-learn's (no stopping rule)
             model = self._train_by_pass(X, y, passes, init, options, sample_weight)
-        else:
+        elif init is None:
             model = train(X, y, self.hidden, passes=passes, lr=self.lr, loss_every=loss_every, init=init,
                           sample_weight=sample_weight, **options)
+        else:  # a continuation: judged on its course, not on where it ends (see _session)
+            session = self._session(X, y, passes, self.lr, loss_every, init, options, sample_weight)
+            session.advance(passes)
+            model = session.finish(judge=False)
         self.model_ = model
         if self.verbose:
             start = 0 if init is None else init.settings["passes"]
@@ -184,11 +188,7 @@ class _NeuralNet(BaseEstimator):
         lr, seen = self.lr, 0 if init is None else init.settings["passes"] * len(y)
         best, best_model, stale = -np.inf, None, 0
         self.validation_scores_ = [] if self.early_stopping else None
-        options = dict(options)
-        data = dict(dtype=options.pop("dtype"), n_classes=options.pop("n_classes"))
-        settings = _settings(hidden=self.hidden, passes=passes, lr=lr, backend="numba", loss_every=1, init=init,
-                             stop=None, **options)
-        session = Session(X, y, settings, init=init, sample_weight=sample_weight, **data)
+        session = self._session(X, y, passes, lr, 1, init, options, sample_weight)
         if self.early_stopping:
             X_val = check.features(X_val, session.X.dtype)
             outputs = np.empty((len(X_val), session.k), X_val.dtype)
@@ -210,7 +210,7 @@ class _NeuralNet(BaseEstimator):
                     lr, stale = lr / 5, 0
                 else:
                     break
-        model = session.finish()
+        model = session.finish(judge=init is None)
         if self.early_stopping:
             self.best_validation_score_ = best
             history = model.loss_history  # the whole run's losses; the parameters of the best pass
@@ -219,6 +219,19 @@ class _NeuralNet(BaseEstimator):
             return best_model
         self.best_loss_ = -best
         return model
+
+    def _session(self, X, y, passes, lr, loss_every, init, options, sample_weight):
+        """A fastnn.train.Session of these options (fastnn.train's keywords), for a fit that is not one whole
+        train() call: pass by pass, or a continuation (warm_start, partial_fit). A continuation is not judged
+        on where it ends (Session.finish(judge=False)): a call of one pass, or a few, is a slice of a longer
+        run, which ends above the loss it started from by chance when the loss hovers near that of predicting
+        the class frequencies (labels with little signal), and scikit-learn's MLPs go on. The rules on its
+        course (a loss that stops being finite, or grows 1000x) apply as in any run."""
+        options = dict(options)
+        data = dict(dtype=options.pop("dtype"), n_classes=options.pop("n_classes"))
+        settings = _settings(hidden=self.hidden, passes=passes, lr=lr, backend="numba", loss_every=loss_every,
+                             init=init, stop=None, **options)
+        return Session(X, y, settings, init=init, sample_weight=sample_weight, **data)
 
     def _fresh_seed(self):
         rng = check_random_state(self.random_state)  # also rejects what is not a seed

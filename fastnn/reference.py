@@ -46,6 +46,31 @@ def sigmoid_array(x, out):
     out[:] = sigmoid(x)
 
 
+# SplitMix64's increment and finaliser (kernels' orders): NumPy's uint64 arrays wrap as the kernel's integers do.
+_GOLDEN, _MIX1, _MIX2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def _mix(z):
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+def orders(seed, first, out):
+    """out[r] = pass first + r's order of the samples: Fisher and Yates's shuffle of 0..n-1, its draws from
+    SplitMix64 started at a hash of (seed, pass) (kernels' orders). The draws are made as arrays, the swaps
+    one by one."""
+    n = out.shape[1]
+    for r in range(out.shape[0]):
+        start = _mix(_mix(np.array([seed], np.uint64) + _GOLDEN) + np.uint64(first + r))
+        states = start + np.arange(1, n, dtype=np.uint64) * _GOLDEN  # the state at each draw, i = n - 1 .. 1
+        draws = (_mix(states) % np.arange(n, 1, -1, dtype=np.uint64)).tolist()
+        row = list(range(n))
+        for i, j in zip(range(n - 1, 0, -1), draws):
+            row[i], row[j] = row[j], row[i]
+        out[r] = row
+
+
 def size(d, h, k):
     """The number of parameters: W1 (d, h), b1 (h,), W2 (h, k), b2 (k,)."""
     return d * h + h + h * k + k

@@ -11,7 +11,7 @@ from numpy.typing import ArrayLike
 from tqdm.auto import tqdm
 
 from . import _validate as check
-from . import engine, reference
+from . import engine, kernels, reference
 from .errors import Cancelled, DivergenceError
 from .model import Model
 
@@ -84,21 +84,15 @@ def init_params(d: int, h: int, k: int, seed: int, dtype, scheme: str = "tutoria
     return np.concatenate([W1.ravel(), np.zeros(h), W2.ravel(), np.zeros(k)]).astype(dtype)
 
 
-def orders(seed: int, first: int, count: int, n: int) -> np.ndarray:
-    """The sample orders of passes first..first+count-1 of a mini-batch run (count, n).
-
-    Pass p visits the samples in the order of a hash of (seed, p, i) (the SplitMix64 finaliser), so
-    any pass's order is known without drawing the ones before it: a run continued with init= goes on
-    exactly as one long run would.
+def orders(seed: int, first: int, count: int, n: int, backend: str = "numba") -> np.ndarray:
+    """The sample orders of passes first..first+count-1 of a mini-batch run (count, n): each a uniformly
+    random permutation, drawn from a generator started at a hash of (seed, pass) (kernels.orders, or its
+    NumPy twin for the numpy backend), so any pass's order is known without drawing the ones before it: a run
+    continued with init= goes on exactly as one long run would.
     """
-    with np.errstate(over="ignore"):  # uint64 arithmetic wraps by design
-        z = (np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
-             + np.arange(first, first + count, dtype=np.uint64)[:, None] * np.uint64(0xD1B54A32D192ED03)
-             + np.arange(n, dtype=np.uint64) * np.uint64(0xBF58476D1CE4E5B9))
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z ^= z >> np.uint64(31)
-    return np.argsort(z, axis=1).astype(np.int64)
+    out = np.empty((count, n), np.int64)
+    (reference if backend == "numpy" else kernels).orders(seed, first, out)
+    return out
 
 
 @dataclass(frozen=True)
@@ -285,6 +279,8 @@ class Session:
         self.monitor = _Monitor(s, X, self.done, _trivial_loss(y, k, s.output, weights))
         self.records = []
         self._evaluators = {}  # engines of evaluations by outputs(), by number of rows
+        self._buffers = {}  # the kernel calls' buffers, made by the first (engine.arguments)
+        self._no_outputs = np.empty((0, k), X.dtype)
         # With running_loss and full batches, the first pass's training loss is the loss of the starting
         # parameters, computed by its forward pass: it starts the monitor, and no evaluation is made for it
         # (8% of an MNIST-shaped full-batch fit, measured).
@@ -301,12 +297,12 @@ class Session:
         """The next `passes` passes at rate lr, then (evaluate) the loss: (passes completed, loss). With
         running_loss, the loss is the last pass's training loss instead, and nothing is evaluated."""
         s, n = self.s, self.X.shape[0]
-        order = (orders(s.seed, self.done + self.at, passes, n) if s.batch_size is not None and s.shuffle and passes
-                 else _NO_ORDER)
+        shuffled = s.batch_size is not None and s.shuffle and passes
+        order = orders(s.seed, self.done + self.at, passes, n, s.backend) if shuffled else _NO_ORDER
         running = np.empty(passes) if s.running_loss and passes else None
         done, loss = self.run(self.X, self.y, order, self.theta, self.params, passes, self.batch, lr, s.reg,
-                              s.reduction == "mean", evaluate and running is None, np.empty((0, self.k), self.X.dtype),
-                              self.optimiser, self.weights, running)
+                              s.reduction == "mean", evaluate and running is None, self._no_outputs, self.optimiser,
+                              self.weights, running, self._buffers)
         if running is not None:
             if self.monitor.initial is None:  # full batches: the first pass's loss, written even if it diverged
                 self._start(float(running[0]))
@@ -362,12 +358,13 @@ class Session:
         model.optimiser = dict(self.s.optimiser(), state=state, steps=int(self.optimiser[1][5]))
         return model
 
-    def finish(self) -> Model:
+    def finish(self, judge: bool = True) -> Model:
         """The trained Model, once the run's end passes the divergence rule on where it ended (the loss of the
         parameters it ended with: with running_loss, evaluated here, as the last pass's training loss is that
-        of parameters it went on to change)."""
-        loss = self._call(0, True, self.s.lr)[1] if self.s.running_loss else self.records[-1][1]
-        self.monitor.finish(self.done + self.at, loss)
+        of parameters it went on to change). judge=False: no such rule (the estimators' continuations)."""
+        if judge:
+            loss = self._call(0, True, self.s.lr)[1] if self.s.running_loss else self.records[-1][1]
+            self.monitor.finish(self.done + self.at, loss)
         return self.model()
 
 
@@ -418,8 +415,8 @@ def _check_memory(n, d, h, k, batch, dtype, slots, shuffled, moments=0):
     check.network(d, h, k, dtype, slots)
     size = reference.size(d, h, k)
     nbytes = engine.work_bytes(n, d, h, k, batch, dtype, slots) + size * (np.dtype(dtype).itemsize + 8 * moments)
-    if shuffled:  # a chunk's sample orders and the hashes they are sorted from: at most 3 arrays of n int64
-        nbytes += 3 * 8 * n * max(1, _passes_per_call(n, d, h, k, batch))
+    if shuffled:  # a chunk's sample orders: n int64 a pass
+        nbytes += 8 * n * max(1, _passes_per_call(n, d, h, k, batch))
     check.memory(nbytes, f"training on X with {n} rows (hidden={h}, {k} classes)",
                  "use fewer samples, a smaller batch_size, or fewer hidden units")
 

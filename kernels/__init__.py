@@ -7,8 +7,8 @@ signature in ``fastnn.reference``.
 
 from .config import BLOCK, TILE, UNROLL, KernelCache
 from .elementwise import ACTIVATIONS, exp_array, sigmoid_array, tanh_array
-from .network import LOOPS, OUTPUTS, SOLVERS, build, work_rows
+from .network import LOOPS, OUTPUTS, SOLVERS, build, orders, work_rows
 from .network import _heavy as heavy
 from .network import _tile_size as tile_size
 
-__all__ = ["exp_array", "tanh_array", "sigmoid_array", "build"]
+__all__ = ["exp_array", "tanh_array", "sigmoid_array", "orders", "build"]

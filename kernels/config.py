@@ -273,7 +273,8 @@ def blas_gemm(typingctx, ta, tb, m, n, k, a, b, beta, c):
 
 def stage(returns=nbtypes.none, **options):
     """Mark a function of a kernel module as one that ``specialise`` compiles per variant: as a subroutine
-    that returns ``returns``, or, with njit ``options`` (inline="always"), as a Numba function."""
+    that returns ``returns`` (with ``fastmath``: its fast-math flags, default FASTMATH), or, with njit
+    ``options`` (inline="always"), as a Numba function."""
     def mark(func):
         func.jit_options = dict(options, returns=returns)
         return func
@@ -299,13 +300,13 @@ def specialise(module_globals, names, constants, tag, entries=(), options=None):
         clone.__qualname__ = f"{func.__qualname__}__{tag}"
         clone.__doc__ = func.__doc__
         jit = dict(func.jit_options)
-        returns = jit.pop("returns")
+        returns, fastmath = jit.pop("returns"), jit.pop("fastmath", FASTMATH)
         if name in entries:
             compiled[name] = kernel(clone, tag, **dict(jit, **(options or {}).get(name, {})))
         elif jit:
             compiled[name] = numba.njit(**dict(JIT, **jit))(clone)
         else:
-            compiled[name] = subroutine(clone, returns)
+            compiled[name] = subroutine(clone, returns, fastmath)
         clones[name] = clone
     scope.update(compiled)
     return compiled, clones

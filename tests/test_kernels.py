@@ -437,6 +437,35 @@ def test_exp_whole_normal_range(rng, dtype):
     np.testing.assert_array_equal(kernel_value("sigmoid", x), [1, 0, 1, 0])
 
 
+# --- Sample orders of shuffled mini-batches ---------------------------------------------------------------
+
+@pytest.mark.parametrize("n", [1, 2, 3, 17, 1000])
+@pytest.mark.parametrize("seed, first", [(0, 0), (5, 7), (2**32 - 1, 10**6)])
+def test_orders_match_their_twin_and_are_permutations(n, seed, first):
+    kernel_orders, twin_orders = np.full((3, n), -1), np.full((3, n), -1)
+    kernels.orders(seed, first, kernel_orders)
+    reference.orders(seed, first, twin_orders)
+    np.testing.assert_array_equal(kernel_orders, twin_orders)
+    for row in kernel_orders:
+        np.testing.assert_array_equal(np.sort(row), np.arange(n))
+    later = np.empty((1, n), np.int64)
+    kernels.orders(seed, first + 2, later)  # a pass's order does not depend on the passes drawn before it
+    np.testing.assert_array_equal(later[0], kernel_orders[2])
+    if n >= 17:
+        assert not np.array_equal(kernel_orders[0], kernel_orders[1])
+
+
+def test_orders_draw_every_permutation_equally_often():
+    """All 24 orders of 4 samples over 24,000 passes: a shuffle that drew j below i instead of up to it
+    (Sattolo's: cycles only) or mod the wrong bound would miss or favour some, far beyond this bound."""
+    out = np.empty((24_000, 4), np.int64)
+    kernels.orders(3, 0, out)
+    _, counts = np.unique(out, axis=0, return_counts=True)
+    assert len(counts) == 24
+    chi2 = ((counts - 1000) ** 2 / 1000).sum()
+    assert chi2 < 60  # 23 degrees of freedom: exceeded by chance with probability below 1e-4
+
+
 # --- run against the reference's run -------------------------------------------------------------------------
 
 def run_inputs(rng, d, h, k, n, dtype=np.float64, batch=None, passes=5, shuffled=False, slots=1, lr=0.1,
@@ -607,15 +636,20 @@ def test_run_evaluates_only_what_it_is_asked(rng, evaluate, outputs):
 N_PARALLEL = 2 * TILE + 77  # three tiles, the last one partial: more tiles than slots, and a remainder
 
 
-@pytest.mark.parametrize("batching", ["full", "shuffled"])
-@pytest.mark.parametrize("slots", [1, 2, 3])
+@pytest.mark.parametrize("batching, slots", [("full", 1), ("full", 2), ("full", 3), ("shuffled", 1),
+                                             ("shuffled", 2), ("shuffled", 3), ("weighted", 2)])
 def test_parallel_run_is_bit_identical_to_serial(slots, batching):
+    """weighted: mean gradients divided by the batches' weight sums, which once were summed in another order
+    by each variant."""
     rng = np.random.default_rng(7)
-    batch = TILE + 100 if batching == "shuffled" else None  # batches of more than one tile, in a random order
-    named = run_inputs(rng, 2, 2, 3, N_PARALLEL, batch=batch, passes=3, shuffled=batching == "shuffled")
-    (done_s, loss_s), serial = call_run(both(d=2, k=3, loop="tiles")[0], named)
+    batch = TILE + 100 if batching != "full" else None  # batches of more than one tile, in a random order
+    named = run_inputs(rng, 2, 2, 3, N_PARALLEL, batch=batch, passes=3, shuffled=batching != "full")
+    weighted = batching == "weighted"
+    if weighted:
+        named["weights"] = rng.uniform(0.1, 3, N_PARALLEL)
+    (done_s, loss_s), serial = call_run(both(d=2, k=3, loop="tiles", weighted=weighted)[0], named)
     named.update(work=np.empty((slots,) + named["work"].shape[1:]), labels=np.zeros((slots, BLOCK), np.int64))
-    (done_p, loss_p), parallel = call_run(both(d=2, k=3, loop="tiles", parallel=True)[0], named)
+    (done_p, loss_p), parallel = call_run(both(d=2, k=3, loop="tiles", parallel=True, weighted=weighted)[0], named)
     assert done_s == done_p == named["passes"]
     np.testing.assert_array_equal(parallel["theta"], serial["theta"])
     np.testing.assert_array_equal(parallel["P"], serial["P"])
