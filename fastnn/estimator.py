@@ -102,8 +102,9 @@ class _NeuralNet(BaseEstimator):
     def _output(self) -> str:
         raise NotImplementedError
 
-    def _held_out_score(self, outputs, y) -> float:
-        """The score of the network's outputs (n, k) on the held-out part against its y (encoded)."""
+    def _held_out_score(self, outputs, y, weights) -> float:
+        """The score of the network's outputs (n, k) on the held-out part against its y (encoded), each sample
+        counted by its weight (None: alike), as scikit-learn's MLPs score it."""
         raise NotImplementedError
 
     coefs_ = property(lambda self: [self._model("coefs_").W1, self.model_.W2])
@@ -172,7 +173,7 @@ class _NeuralNet(BaseEstimator):
         tol = 1e-4 if self.tol is None else check.real(self.tol, "tol")
         patience = check.integer(self.n_iter_no_change, "n_iter_no_change")
         power_t = check.real(self.power_t, "power_t")
-        X_val = y_val = None
+        X_val = y_val = w_val = None
         if self.early_stopping:
             fraction = check.real(self.validation_fraction, "validation_fraction", strict=True)
             if fraction >= 1:
@@ -184,7 +185,8 @@ class _NeuralNet(BaseEstimator):
             if len(y_val) < 2:  # no score to compare (scikit-learn's MLPs refuse it alike)
                 raise ValueError(f"validation_fraction={fraction} of {len(y) + len(y_val)} samples holds out "
                                  f"{len(y_val)}: too few to score; increase validation_fraction or the data")
-            sample_weight = parts[4] if sample_weight is not None else None
+            if sample_weight is not None:
+                sample_weight, w_val = parts[4:6]
         lr, seen = self.lr, 0 if init is None else init.settings["passes"] * len(y)
         best, best_model, stale = -np.inf, None, 0
         self.validation_scores_ = [] if self.early_stopping else None
@@ -196,7 +198,7 @@ class _NeuralNet(BaseEstimator):
             loss = session.advance(1, lr)
             seen += len(y)
             if self.early_stopping:  # scikit-learn's rule: the score on the held-out part
-                score = self._held_out_score(session.outputs(X_val, outputs), y_val)
+                score = self._held_out_score(session.outputs(X_val, outputs), y_val, w_val)
                 self.validation_scores_.append(score)
             else:  # the training loss, negated so that larger is better in both
                 score = -loss
@@ -339,10 +341,11 @@ class NeuralNetClassifier(ClassifierMixin, _NeuralNet):
         return self.classes_[self.model_.predict(X)]
 
     def _output(self):
-        return self.output
+        # identity outputs are the regressor's: here they would read the classes as targets
+        return check.choice(self.output, "output", ("softmax", "sigmoid"))
 
-    def _held_out_score(self, outputs, y):
-        return float(np.mean(np.argmax(outputs, axis=1) == y))  # accuracy
+    def _held_out_score(self, outputs, y, weights):
+        return float(np.average(np.argmax(outputs, axis=1) == y, weights=weights))  # accuracy
 
     def _validate_fit(self, X, y, reset):
         """X and y checked by scikit-learn, which also records (reset) or checks n_features_in_ and names."""
@@ -449,8 +452,8 @@ class NeuralNetRegressor(RegressorMixin, _NeuralNet):
     def _output(self):
         return "identity"
 
-    def _held_out_score(self, outputs, y):
-        return r2_score(y, outputs if y.ndim == 2 else outputs[:, 0])
+    def _held_out_score(self, outputs, y, weights):
+        return r2_score(y, outputs if y.ndim == 2 else outputs[:, 0], sample_weight=weights)
 
     def _validate_fit(self, X, y, reset):
         """X and y checked by scikit-learn, which also records (reset) or checks n_features_in_ and names."""

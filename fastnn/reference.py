@@ -236,7 +236,8 @@ def build(act, out, dtype, d, k, loop, parallel=False, solver="sgd", weighted=Fa
                     if running.shape[0] and b + m == n:  # before the last step, which may stop the run
                         running[e] = epoch_loss / count
                     size = np.sum(wb, dtype=np.float64) if weighted else m
-                    if not update(theta, G, 1, d, h, k, lr, reg, 1.0 / size if mean else 1.0, state, optimiser):
+                    scale = (1.0 / size if size > 0 else 0.0) if mean else 1.0  # no weight: no step (run's)
+                    if not update(theta, G, 1, d, h, k, lr, reg, scale, state, optimiser):
                         return e, np.nan
             if not evaluate and P.shape[0] == 0:
                 return passes, 0.0

@@ -182,7 +182,8 @@ def train(X: ArrayLike, y: ArrayLike, hidden: int = 3, *, passes: int = 20000, l
         Show a progress bar, with the last loss.
     n_classes : int, optional
         K, when y need not show every class (default: max(y) + 1, and y must hold two classes); for
-        identity outputs, the number of targets if given (y's columns).
+        identity outputs, the number of targets if given (y's columns). With ``init``, init's (a different
+        number is a ValueError).
     n_threads : int, optional
         Threads for large n (default: all of Numba's); 1 runs the serial kernel.
     init : Model, optional
@@ -258,6 +259,9 @@ class Session:
         dtype = check.dtype_of(dtype if init is None or dtype is not None else init.dtype, X)
         X = check.features(X, dtype)
         n, d = X.shape
+        if init is not None and n_classes is not None and check.integer(n_classes, "n_classes") != init.n_classes:
+            raise ValueError(f"n_classes={n_classes}, but init has {init.n_classes} outputs: leave n_classes out "
+                             "to continue init, or train afresh")
         y, k = check.outcomes(y, n, s.output, X.dtype, n_classes=n_classes if init is None else init.n_classes)
         weights = check.weights(sample_weight, n, X.dtype)
         if init is not None and (init.n_features, init.hidden) != (d, s.hidden):

@@ -653,9 +653,9 @@ def run(X, y, weights, order, theta, params, passes, batch, lr, reg, mean, evalu
     """Train theta in place for `passes` epochs, then evaluate; returns (epochs completed, L).
 
     Training: each epoch visits order[e] (or 0..n-1 if order has no rows) in batches of `batch` samples,
-    one update per batch (the full batch is batch = n); mean: scale gradients by 1/batch size. It stops
-    early, returning (the epoch, NaN), when the parameters stop being finite. When running has rows, the
-    training loss of epoch e goes to running[e], computed by the training itself (scikit-learn's MLPs'
+    one update per batch (the full batch is batch = n); mean: scale gradients by 1/batch size (by 0 for a
+    batch of weight 0). It stops early, returning (the epoch, NaN), when the parameters stop being finite.
+    When running has rows, the training loss of epoch e goes to running[e], computed by the training itself (scikit-learn's MLPs'
     loss_curve_): (sum over its batches of their samples' losses and reg/2 (|W1|^2 + |W2|^2) at the batch's
     start) / n; for the full batch, the loss of the parameters the epoch started from. It is written before
     the epoch's last step, so that it is there even when that step stops the run. Evaluation: L = (sum of
@@ -738,7 +738,12 @@ def run(X, y, weights, order, theta, params, passes, batch, lr, reg, mean, evalu
                 epoch_loss += _penalty(theta, d, h, k, reg)
                 if stop == n:  # complete before the epoch's last step, and kept if that step diverges
                     running[e] = epoch_loss / (_weight_sum(weights, order[:0], 0, 0, n) if WEIGHTED else n)
-            scale = 1.0 / (_weight_sum(weights, order, e, b, stop) if WEIGHTED else stop - b) if mean else 1.0
+            scale = 1.0
+            if mean:
+                size = _weight_sum(weights, order, e, b, stop) if WEIGHTED else stop - b
+                # A batch whose samples all weigh 0 has no mean gradient: its gradient counts as zero, as if
+                # they were dropped (its L2 term and all: 0 / 0 would make theta NaN).
+                scale = 1.0 / size if size > 0 else 0.0
             # The partials are zeroed by the update, long before the next batch adds to them: zeroed just
             # before, the first block's loads of G would follow the vector stores closely (0.1 us a pass
             # slower, measured).

@@ -102,6 +102,8 @@ def test_not_fitted_and_bad_targets(moons):
     with pytest.raises(NotFittedError):
         clf.coefs_
     assert not hasattr(clf, "loss_curve_")
+    with pytest.raises(ValueError, match="output must be one of"):  # the regressor's, not a classifier's
+        NeuralNetClassifier(output="identity", passes=1).fit(X, y)
     with pytest.raises(ValueError, match="only one class"):
         clf.fit(X, np.zeros(len(X)))
     with pytest.raises(ValueError, match="Unknown label type"):
@@ -394,6 +396,31 @@ def test_early_stopping_keeps_the_best_held_out_model(iris):
     assert len(scores) - 1 - best > 5  # stopped once n_iter_no_change passes in a row did not improve
     X_tr, X_val, y_tr, y_val = train_test_split(X, y, test_size=0.1, stratify=y, random_state=0)
     assert np.mean(clf.predict(X_val) == y_val) == clf.best_validation_score_  # the best pass's parameters
+
+
+@pytest.mark.parametrize("estimator", ["classifier", "regressor"])
+def test_early_stopping_scores_the_held_out_part_by_its_weights(estimator):
+    """Samples of weight 0 change nothing, in the held-out score too (as scikit-learn's MLPs score it): such
+    samples' features (classifier: the labels choose its stratified split) or targets rewritten, a fit with
+    early stopping is the same fit."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 3))
+    t = X @ [1.0, -2.0, 0.5]
+    w = np.ones(300)
+    w[::3] = 0.0
+    X2, t2 = X.copy(), t.copy()
+    if estimator == "classifier":
+        X2[::3] = 3 * rng.standard_normal((100, 3))
+        y = y2 = (t > 0).astype(int)
+        model = NeuralNetClassifier(8, passes=100, early_stopping=True, random_state=0)
+    else:
+        t2[::3] = 100 * rng.standard_normal(100)
+        y, y2 = t, t2
+        model = NeuralNetRegressor(8, passes=100, early_stopping=True, random_state=0)
+    a = clone(model).fit(X, y, sample_weight=w)
+    b = clone(model).fit(X2, y2, sample_weight=w)
+    assert a.validation_scores_ == b.validation_scores_ and a.n_iter_ == b.n_iter_
+    np.testing.assert_array_equal(a.model_.theta, b.model_.theta)
 
 
 def test_tol_stops_on_the_training_loss(moons):

@@ -244,6 +244,13 @@ def test_optimiser_state_carries_over_init(moons, solver, batch_size):
     assert not np.array_equal(fastnn.train(*moons, 3, passes=70, init=first, **settings).theta, whole.theta)
 
 
+def test_init_keeps_its_number_of_outputs(moons):
+    first = fastnn.train(*moons, 3, passes=5)
+    assert fastnn.train(*moons, 3, passes=5, init=first, n_classes=2).n_classes == 2
+    with pytest.raises(ValueError, match="n_classes=3, but init has 2 outputs"):
+        fastnn.train(*moons, 3, passes=5, init=first, n_classes=3)
+
+
 @pytest.mark.parametrize("solver", SOLVERS)
 def test_optimisers_match_the_reference_and_train(moons, solver):
     settings = dict(SOLVERS[solver], batch_size=50, reduction="mean", passes=200)
@@ -265,6 +272,19 @@ def test_optimiser_settings_are_checked(moons, argument, value, error):
 
 
 # --- Sample weights -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_a_batch_of_zero_weights_steps_nowhere(moons, backend):
+    """Mean gradients over a batch whose samples all weigh 0 (0 / 0): no step, as if the batch were dropped;
+    the batches after it are those of the run without it."""
+    X, y = moons
+    w = np.ones(len(y))
+    w[:8] = 0.0  # the first two batches of 4
+    settings = dict(passes=3, batch_size=4, shuffle=False, reduction="mean", lr=0.5, backend=backend)
+    weighted = fastnn.train(X, y, 3, sample_weight=w, **settings)
+    dropped = fastnn.train(X[8:], y[8:], 3, **settings)
+    assert_weights_near(weighted.theta, dropped.theta)
+
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
 def test_zero_weights_drop_samples_and_twos_repeat_them(moons, backend):
