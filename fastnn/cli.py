@@ -158,7 +158,10 @@ def _save(fig, path, log=print):
 
 
 def _outdir(path):
-    os.makedirs(path, exist_ok=True)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:  # a file of that name, a folder that cannot be made
+        raise OSError(f"--out {path!r}: cannot make the folder: {e.strerror}") from None
     _probe(path, f"--out {path!r}")
     return path
 

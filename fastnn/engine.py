@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -83,6 +85,8 @@ class Engine:
                 _CHOSEN[key] = run
         with self.lock, single_threaded_blas if self.blas else contextlib.nullcontext():
             done, value = run(*args)
+        if self.slots > 1:
+            _FORK["parallel"] = True
         return int(done), float(value)
 
 
@@ -93,6 +97,33 @@ class Engine:
 # compiled kernel: 0.6 us for run's 20 arguments, where reading the same from Python took 7 us (measured), a
 # quarter of what a kernel call cost the estimators, which call one per pass.
 _CHOSEN: dict = {}
+
+
+_FORK = {"parallel": False, "warned": False}  # whether a parallel kernel ran in this process; and warned
+
+
+def _warn_before_fork() -> None:
+    """Warn, in the parent of a fork() (multiprocessing's default start method on Linux), once, when parallel
+    kernels ran on GNU OpenMP: that runtime does not survive fork(), and a forked child that runs parallel
+    kernels is terminated by it, which leaves a multiprocessing pool waiting forever."""
+    if not _FORK["parallel"] or _FORK["warned"]:
+        return
+    try:
+        from numba.np.ufunc import omppool
+        gnu = numba.threading_layer() == "omp" and omppool.openmp_vendor == "GNU"
+    except (ImportError, AttributeError, ValueError):
+        return
+    if gnu:
+        _FORK["warned"] = True
+        warnings.warn("fastnn: this process ran parallel kernels on GNU OpenMP, which does not survive fork(): a "
+                      "forked child that trains on many samples is terminated, and a multiprocessing pool then "
+                      "waits forever. Start child processes with multiprocessing.get_context('spawn') or "
+                      "'forkserver' (or set NUMBA_THREADING_LAYER=workqueue before the first parallel run).",
+                      RuntimeWarning, stacklevel=2)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_warn_before_fork)
 
 
 class _SingleThreadedBLAS:
@@ -305,7 +336,6 @@ def compile(activations=("tanh",), outputs=("softmax",), dtypes=("float64", "flo
     import concurrent.futures
     import itertools
     import multiprocessing
-    import os
 
     from . import _validate as check
 

@@ -108,6 +108,9 @@ class Model:
         # that is reported here rather than returned as NaN. The NumPy backend's warnings are silenced
         # for the same reason: the error says it once.
         if not np.isfinite(value).all():
+            if not np.isfinite(self.theta).all():  # set by hand (W1, coefs_ are views of theta): not X's doing
+                raise ValueError("this model's parameters are not all finite (NaN or inf): it cannot compute "
+                                 f"{what}")
             raise ValueError(f"X is too large for this model: its {what} overflow to NaN or inf "
                              f"(max |X| = {np.abs(X).max():.3g}); scale the features as in training")
         return value

@@ -171,6 +171,15 @@ def test_bad_arguments_are_one_line(argv, message, tmp_path, monkeypatch, capsys
     assert len(err.splitlines()) == 1 and err.startswith(message) and "Traceback" not in err, err
 
 
+@pytest.mark.parametrize("command", ["sweep", "demo"])
+def test_an_out_that_is_a_file_names_the_flag(command, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "taken").write_text("")
+    assert cli.main([command, "--passes", "10", "--out", "taken"]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [f"fastnn {command}: error: --out 'taken': cannot make the folder: File exists"]
+
+
 def test_bad_scheduler_is_one_line(tmp_path, monkeypatch, capsys):
     pytest.importorskip("dask.distributed")
     monkeypatch.chdir(tmp_path)

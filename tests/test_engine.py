@@ -175,3 +175,29 @@ def test_ctrl_c_while_a_kernel_compiles_is_held_then_raised():
             signal.raise_signal(signal.SIGINT)
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+FORK = """
+import os, numba, fastnn
+from fastnn import kernels
+X, y = fastnn.make_moons(2 * kernels.TILE + 1)
+fastnn.train(X, y, 3, passes=1, reduction="mean", lr=0.1)  # the parallel kernel (two threads)
+for _ in range(2):
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+print(numba.threading_layer())
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="POSIX fork")
+def test_a_fork_after_parallel_kernels_on_gnu_openmp_warns_once():
+    """GNU OpenMP does not survive fork(): the parent is told, once, how to start processes instead."""
+    run = subprocess.run([sys.executable, "-W", "always", "-c", FORK], env=child_env(2), capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    warned = run.stderr.count("does not survive fork()")
+    from numba.np.ufunc import omppool
+    gnu = run.stdout.strip() == "omp" and getattr(omppool, "openmp_vendor", "") == "GNU"
+    assert warned == (1 if gnu else 0), run.stderr

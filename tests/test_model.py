@@ -143,6 +143,16 @@ def test_model_never_returns_nan_for_huge_inputs(trained):
                 assert np.isfinite(P).all()
 
 
+def test_a_model_of_non_finite_parameters_says_so(trained):
+    X = np.zeros((3, 2))
+    for backend in ("numba", "numpy"):
+        m = fastnn.Model(trained.theta.copy(), 2, 3, dict(trained.settings, backend=backend))
+        m.W1[0, 0] = np.nan  # a view of theta, as coefs_ are
+        for call in (m.predict_proba, lambda X: m.loss(X, np.zeros(3, int))):
+            with pytest.raises(ValueError, match="parameters are not all finite"):
+                call(X)
+
+
 def model_of(theta, d, h, act, out, backend):
     s = dict(activation=act, output=out, reduction="sum", lr=0.01, reg=0.01, passes=0, seed=0, batch_size=None,
              backend=backend)
