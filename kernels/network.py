@@ -732,18 +732,18 @@ def run(X, y, weights, order, theta, params, passes, batch, lr, reg, mean, evalu
                 if final:
                     continue
                 if track:
-                    for t in range(ntiles_batch):
-                        epoch_loss += losses[t]
+                    epoch_loss += _ordered_sum(losses, order[:0], 0, 0, ntiles_batch, False)
             if track:
-                epoch_loss += _penalty(theta, d, h, k, reg)
+                epoch_loss += _penalty(theta, d, h, k, reg, order)
                 if stop == n:  # complete before the epoch's last step, and kept if that step diverges
                     running[e] = epoch_loss / (_weight_sum(weights, order[:0], 0, 0, n) if WEIGHTED else n)
             scale = 1.0
             if mean:
-                size = _weight_sum(weights, order, e, b, stop) if WEIGHTED else stop - b
+                # (Not named size: that is the evaluation's block size, used after the training's last batch.)
+                weight = _weight_sum(weights, order, e, b, stop) if WEIGHTED else stop - b
                 # A batch whose samples all weigh 0 has no mean gradient: its gradient counts as zero, as if
                 # they were dropped (its L2 term and all: 0 / 0 would make theta NaN).
-                scale = 1.0 / size if size > 0 else 0.0
+                scale = 1.0 / weight if weight > 0 else 0.0
             # The partials are zeroed by the update, long before the next batch adds to them: zeroed just
             # before, the first block's loads of G would follow the vector stores closely (0.1 us a pass
             # slower, measured).
@@ -770,54 +770,55 @@ def run(X, y, weights, order, theta, params, passes, batch, lr, reg, mean, evalu
                         losses[t] = total
     if not labelled:
         return passes, 0.0
-    total = 0.0
-    for t in range(ntiles):
-        total += losses[t]
+    total = _ordered_sum(losses, order[:0], 0, 0, ntiles, False)
     count = _weight_sum(weights, order[:0], 0, 0, n) if WEIGHTED else n
-    return passes, (total + _penalty(theta, d, h, k, reg)) / count
+    return passes, (total + _penalty(theta, d, h, k, reg, order)) / count
 
 
 @stage(inline="always")
-def _penalty(theta, d, h, k, reg):
-    """reg/2 (|W1|^2 + |W2|^2) in float64; 0 when reg = 0 (never 0 * inf)."""
+def _penalty(theta, d, h, k, reg, order):
+    """reg/2 (|W1|^2 + |W2|^2) in float64; 0 when reg = 0 (never 0 * inf). order: any (0, 0) array."""
     if reg == 0:
         return 0.0
-    total = 0.0
-    for i in range(d * h):
-        total += theta[i] * theta[i]
-    for i in range(d * h + h, d * h + h + h * k):
-        total += theta[i] * theta[i]
-    return reg / 2 * total
+    empty = order[:0]
+    return reg / 2 * (_ordered_sum(theta, empty, 0, 0, d * h, True)
+                      + _ordered_sum(theta, empty, 0, d * h + h, d * h + h + h * k, True))
+
+
+@stage(inline="always")
+def _weight_sum(weights, order, e, start, stop):
+    """The sum of the weights of samples start..stop-1 (of order[e], if order has rows), in float64."""
+    return _ordered_sum(weights, order, e, start, stop, False)
 
 
 @stage(returns=nbtypes.float64, fastmath=MATH_FASTMATH)
-def _weight_sum(weights, order, e, start, stop):
-    """The sum of the weights of samples start..stop-1 (of order[e], if order has rows), in float64: four
-    interleaved partial sums, added in a fixed order.
+def _ordered_sum(values, order, e, start, stop, squared):
+    """The sum of values[i] (squared: of their squares) for i = start..stop-1, or i = order[e, j] for j =
+    start..stop-1 if order has rows, in float64: four interleaved partial sums, added in a fixed order.
 
-    Compiled without reassociation ('reassoc'), which would let LLVM vectorise the sum as it sees fit in each
-    variant: inlined into run, the serial and the parallel variants summed the same weights in other orders,
-    and weighted runs with mean gradients differed in the last bits with the number of threads.
+    Compiled without reassociation ('reassoc'), with which LLVM vectorises such a sum as it sees fit in each
+    variant: inlined into run, the serial and the parallel variants summed a batch's weights in other orders,
+    and weighted runs with mean gradients differed in the last bits with the number of threads. run's other
+    sums (the L2 term, the tiles' losses) are taken alike, so that none depends on LLVM's choices.
     """
-    shuffled = order.shape[0] > 0
     s0 = s1 = s2 = s3 = 0.0
     j = start
     while j + 4 <= stop:
-        if shuffled:
-            s0 += weights[order[e, j]]
-            s1 += weights[order[e, j + 1]]
-            s2 += weights[order[e, j + 2]]
-            s3 += weights[order[e, j + 3]]
-        else:
-            s0 += weights[j]
-            s1 += weights[j + 1]
-            s2 += weights[j + 2]
-            s3 += weights[j + 3]
+        s0 += _term(values, order, e, j, squared)
+        s1 += _term(values, order, e, j + 1, squared)
+        s2 += _term(values, order, e, j + 2, squared)
+        s3 += _term(values, order, e, j + 3, squared)
         j += 4
     while j < stop:
-        s0 += weights[order[e, j] if shuffled else j]
+        s0 += _term(values, order, e, j, squared)
         j += 1
     return (s0 + s1) + (s2 + s3)
+
+
+@stage(inline="always")
+def _term(values, order, e, j, squared):
+    v = float(values[order[e, j] if order.shape[0] > 0 else j])
+    return v * v if squared else v
 
 
 @stage(inline="always")
