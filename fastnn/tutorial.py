@@ -38,12 +38,14 @@ from numpy.typing import ArrayLike
 
 from .data import make_moons
 from .model import Model
-from .train import train
+from .train import Session, _settings
 
 __all__ = ["generate_data", "build_model", "calculate_loss", "predict", "plot_decision_boundary"]
 
 nn_output_dim = 2  # the tutorial's two classes
-epsilon = 0.01  # learning rate, read at every call as the notebook's globals are
+# The tutorial's parameters, read at every call, as its functions read them: from the globals of the code that
+# calls (the notebook's cell "epsilon = 0.01", the script's), else these.
+epsilon = 0.01  # learning rate
 reg_lambda = 0.01  # regularisation strength
 
 TutorialModel = dict[str, np.ndarray]  # 'W1' (d, h), 'b1' (1, h), 'W2' (h, 2), 'b2' (1, 2), as the tutorial has it
@@ -75,20 +77,30 @@ def _data(X, y, what):
     return np.asarray(X), np.asarray(y)
 
 
-def _model(model, d):
+def _setting(name):
+    """The value of one of the tutorial's parameters (epsilon, reg_lambda) that the code calling this module's
+    function sees: its own global, as the notebook and the script set them and their functions read them, or
+    else this module's."""
+    caller = sys._getframe(2).f_globals
+    if caller.get("__name__") != __name__ and name in caller:
+        return caller[name]
+    return globals()[name]
+
+
+def _model(model, d, reg=None):
     if isinstance(model, Model):
         return model
     W1, b1, W2, b2 = (np.asarray(model[key], np.float64) for key in ("W1", "b1", "W2", "b2"))
     theta = np.concatenate([W1.ravel(), b1.ravel(), W2.ravel(), b2.ravel()])
-    settings = dict(activation="tanh", output="softmax", reduction="sum", lr=epsilon, reg=reg_lambda,
-                    passes=0, seed=0, batch_size=None, backend="numba")
+    settings = dict(activation="tanh", output="softmax", reduction="sum", lr=epsilon,
+                    reg=reg_lambda if reg is None else reg, passes=0, seed=0, batch_size=None, backend="numba")
     return Model(theta, d, W1.shape[1], settings)
 
 
 def calculate_loss(model: TutorialModel | Model, X: ArrayLike | None = None, y: ArrayLike | None = None) -> float:
     """The tutorial's loss, (cross-entropy + reg/2 (|W1|^2 + |W2|^2)) / n, on (X, y) or the tutorial's data."""
     X, y = _data(X, y, "calculate_loss")
-    return _model(model, np.shape(X)[1]).loss(X, y)
+    return _model(model, np.shape(X)[1], _setting("reg_lambda")).loss(X, y)
 
 
 def predict(model: TutorialModel | Model, x: ArrayLike) -> np.ndarray:
@@ -115,24 +127,29 @@ def _bind(form, args, kwargs):
     return bound.arguments
 
 
-def _train(X, y, nn_hdim, num_passes=20000, print_loss=False, log=print):
-    """The tutorial's run as a fastnn Model; with print_loss, ``log`` gets the tutorial's loss lines.
+def _train(X, y, nn_hdim, num_passes=20000, print_loss=False, log=print, lr=None, reg=None):
+    """The tutorial's run as a fastnn Model; with print_loss, ``log`` gets the tutorial's loss lines. lr, reg:
+    the notebook's epsilon and reg_lambda (default: this module's).
 
     The tutorial prints "Loss after iteration i" for i = 0, 1000, ... after the update of pass i, that is
-    after i + 1 passes: the run is split at those passes, which changes no bit of it (init= continues a
-    run exactly).
+    after i + 1 passes: the run advances to those passes and on, which changes no bit of it. Like the
+    tutorial's code, it returns the model wherever the run ends: it stops only where the loss stops being
+    finite or grows 1000x (fastnn.train's other rule, on where a run ends, would refuse a run of a pass or a
+    few that ends above where it started, which the tutorial returns).
     """
-    settings = dict(lr=epsilon, reg=reg_lambda, seed=0)
-    if not print_loss:
-        return train(X, y, nn_hdim, passes=num_passes, loss_every=num_passes, **settings)
-    m, i = None, 0
+    s = _settings(hidden=nn_hdim, passes=num_passes, lr=epsilon if lr is None else lr,
+                  reg=reg_lambda if reg is None else reg, seed=0, activation="tanh", output="softmax",
+                  reduction="sum", batch_size=None, backend="numba", loss_every=num_passes, shuffle=True,
+                  n_threads=None, init=None, stop=None)
+    session = Session(X, y, s)
+    i = 0
     while i < num_passes:
-        step = 1 if i % 1000 == 0 else min(999, num_passes - i)
-        m = train(X, y, nn_hdim, passes=step, loss_every=step, init=m, **settings)
-        if i % 1000 == 0:
-            log("Loss after iteration %i: %f" % (i, m.loss(X, y)))
+        step = num_passes if not print_loss else 1 if i % 1000 == 0 else min(999, num_passes - i)
+        session.advance(step)
+        if print_loss and i % 1000 == 0:
+            log("Loss after iteration %i: %f" % (i, session.model().loss(X, y)))
         i += step
-    return m
+    return session.finish(judge=False)
 
 
 @overload
@@ -158,7 +175,7 @@ def build_model(*args: Any, **kwargs: Any) -> TutorialModel:
     else:
         a = _bind(_notebook_form, args, kwargs)
         X, y = _notebook_data()
-    m = _train(X, y, **a)
+    m = _train(X, y, **a, lr=_setting("epsilon"), reg=_setting("reg_lambda"))
     return {"W1": m.W1.copy(), "b1": m.b1.reshape(1, -1).copy(), "W2": m.W2.copy(),
             "b2": m.b2.reshape(1, -1).copy()}
 

@@ -337,6 +337,33 @@ def test_notebook_and_script_signatures_train_the_same_network(moons):
                                   tutorial.predict(script, X))  # a fastnn.Model is taken as it is
 
 
+def test_the_callers_epsilon_and_reg_lambda_are_the_tutorials(moons, monkeypatch):
+    """The notebook's cell "epsilon = 0.01; reg_lambda = 0.01" sets what its functions read: code that imports
+    fastnn.tutorial's functions and sets other values trains and scores with those."""
+    X, y = moons
+    monkeypatch.setattr(literal, "epsilon", 0.02)  # values whose 300 passes are not chaotic (docs/DESIGN.md)
+    monkeypatch.setattr(literal, "reg_lambda", 0.05)
+    namespace = {}
+    exec("from fastnn.tutorial import *\nepsilon = 0.02\nreg_lambda = 0.05\n"
+         "model = build_model(3, num_passes=300)\nloss = calculate_loss(model)", namespace)
+    want = literal.build_model(X, y, 3, 300)
+    assert_weights_near(flat(namespace["model"]), flat(want), RUN_RTOL, "build_model")
+    assert namespace["loss"] == pytest.approx(literal.calculate_loss(want, X, y), rel=1e-9)
+
+
+def test_printed_and_short_runs_return_the_tutorials_model(moons, monkeypatch):
+    """Like the tutorial's code, build_model returns the model wherever its run ends: with epsilon = 0.04 and
+    10 units the first pass ends above where it started (the run goes on to 0.04), and a run of a pass or
+    two of 50 units ends above its start too."""
+    X, y = moons
+    for passes in (1, 2):
+        assert_weights_near(flat(tutorial.build_model(X, y, 50, passes)), flat(literal.build_model(X, y, 50, passes)),
+                            RUN_RTOL, "build_model")
+    monkeypatch.setattr(tutorial, "epsilon", 0.04)
+    quiet = tutorial.build_model(X, y, 10, 1001)
+    np.testing.assert_array_equal(flat(tutorial.build_model(X, y, 10, 1001, print_loss=True)), flat(quiet))
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda X, y: tutorial.build_model(), r"build_model\(nn_hdim, num_passes=20000, print_loss=False\): missing"),
     (lambda X, y: tutorial.build_model(X, y), r"build_model\(X, y, nn_hdim, .*\): missing a required argument: "
