@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 from numpy.typing import ArrayLike
 
+from . import _validate as check
 from .model import Model
 from .sweep import SweepResult
 
@@ -43,10 +44,22 @@ def grid(X: ArrayLike, step: float | None = None, margin: float = 0.5) -> tuple[
     """(xx, yy): a mesh over the first two columns of X, ``margin`` beyond the data, spaced ``step``
     (default: 1/400 of the wider side, about the tutorial's 0.01 on its data)."""
     X = np.asarray(X, dtype=float)
+    if X.ndim != 2 or X.shape[0] == 0 or not np.isfinite(X[:, :2]).all():
+        raise ValueError(f"X must hold at least one point of finite values to draw around; got shape {X.shape}"
+                         + (", with NaN or inf" if X.size and not np.isfinite(X[:, :2]).all() else ""))
     lo, hi = X[:, :2].min(axis=0) - margin, X[:, :2].max(axis=0) + margin
-    if step is None:
-        step = float((hi - lo).max()) / 400
+    step = float((hi - lo).max()) / 400 if step is None else check.real(step, "step", strict=True)
+    # Checked before the mesh exists: a step far too fine for the data's range (1e-4 on make_moons' is 1.5e9
+    # points) would otherwise be allocated, predicted on, and end the process for want of memory.
+    points = np.prod(np.ceil((hi - lo) / step))
+    check.memory(points * _BYTES_PER_POINT, f"step={step} over the data's range ({points:.3g} grid points)",
+                 "use a larger step")
     return np.meshgrid(np.arange(lo[0], hi[0], step), np.arange(lo[1], hi[1], step))
+
+
+# What a grid point costs while drawn: its two coordinates, their copy as a (points, 2) array, the outputs of
+# a model of a few classes and the predicted class (float64 each), with room for matplotlib's own copies.
+_BYTES_PER_POINT = 128
 
 
 def class_colors(n_classes: int) -> np.ndarray:

@@ -486,6 +486,8 @@ class _Monitor:
             hint = f"the inputs overflow the network (max |X| = {scale:.3g}): scale the features"
         elif scale > 1e4:
             hint = f"the inputs are large (max |X| = {scale:.3g}): scale the features (e.g. StandardScaler)"
+        elif s.solver == "adam":  # its step is about lr whatever the gradient's scale: the reduction is no cause
+            hint = "try a smaller lr (Adam's steps are about lr in size, whatever the reduction)"
         elif s.reduction == "sum" and (s.batch_size or n) > 1:
             hint = (f"with reduction='sum' the step grows with the number of samples in a batch "
                     f"({min(n, s.batch_size or n)}): use reduction='mean' or an lr that many times smaller")

@@ -12,6 +12,7 @@ from helpers import assert_png_shows_classes, on_white, pixels_near  # noqa: E40
 from matplotlib.collections import PathCollection  # noqa: E402
 
 import fastnn  # noqa: E402
+from fastnn import _validate as check  # noqa: E402
 from fastnn import plot  # noqa: E402
 
 HIDDEN = (1, 3, 20)
@@ -86,6 +87,19 @@ def test_decision_boundary_needs_two_features(moons):
     model = fastnn.train(np.c_[X, X], y, 2, passes=1)
     with pytest.raises(ValueError, match="2 features"):
         plot.decision_boundary(model, np.c_[X, X], y)
+
+
+@pytest.mark.parametrize("step, message", [(1e-5, "use a larger step"), (0.0, "step must be"),
+                                           (-0.1, "step must be"), (float("nan"), "step must be")])
+def test_decision_boundary_checks_its_step_before_the_grid(moons, step, message, monkeypatch):
+    """A step far too fine for the data (1e-5 on make_moons': 1.5e11 points) is refused before the grid is
+    allocated, whatever memory the machine has."""
+    monkeypatch.setattr(check, "available_memory", lambda: 64 << 30)
+    model = fastnn.train(*moons, 3, passes=5)
+    with pytest.raises(ValueError, match=message):
+        plot.decision_boundary(model, *moons, step=step)
+    with pytest.raises(ValueError, match="finite values"):
+        plot.grid(np.array([[np.nan, 0.0]]))
 
 
 def test_sweep_grid(moons, result, tmp_path):

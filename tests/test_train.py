@@ -422,6 +422,14 @@ def test_exploding_loss_stops_early(moons20000):
     assert info.value.at <= 1000
 
 
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_adams_divergence_hint_is_its_lr(moons, reduction):
+    """Adam's step is about lr whatever the gradient's scale: the hint is a smaller lr, not the reduction."""
+    with pytest.raises(fastnn.DivergenceError, match="Adam's steps") as info:
+        fastnn.train(*moons, 3, passes=200, lr=1e5, solver="adam", reduction=reduction)
+    assert "reduction='mean' or" not in str(info.value)
+
+
 def test_nonfinite_parameters_stop_at_their_pass(moons):
     X, y = moons
     with pytest.raises(fastnn.DivergenceError, match="became NaN or inf|loss became nan") as info:
