@@ -120,7 +120,16 @@ def _compile_parser(sub):
 
 def _compile(args):
     import fastnn
+    from fastnn import _validate as check
+    from fastnn import reference
 
+    # Checked before the first line of output: fastnn.compile checks them too, under its argument names.
+    for value in args.activation:
+        check.choice(value, "--activation", reference.ACTIVATIONS)
+    for value in args.output:
+        check.choice(value, "--output", reference.OUTPUTS)
+    if args.processes is not None:
+        check.integer(args.processes, "--processes")
     print(f"Compiling into the kernel cache with {args.processes or 'one process per core'}...", flush=True)
     start = time.perf_counter()
     rows = fastnn.compile(activations=args.activation, outputs=args.output, dtypes=args.dtype, inputs=args.inputs,

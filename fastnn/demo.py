@@ -102,6 +102,8 @@ def run(out: str | os.PathLike = "fastnn-demo", passes: int = 20000, n_jobs: int
         tested on 30%) and ``files`` (name: path written).
     """
     passes = check.integer(passes, "passes")
+    if n_jobs is not None:  # checked now, not by the sweeps after the first steps
+        n_jobs = check.integer(n_jobs, "n_jobs")
     began = time.perf_counter()
     # Printed before matplotlib and the kernels load: a first run spends seconds compiling them.
     log("1. The data: make_moons(200, noise=0.20) with seed 0, two interleaving half-moons.")

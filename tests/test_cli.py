@@ -156,6 +156,10 @@ def test_bad_argument_in_a_subprocess_is_one_line(args, tmp_path):
     (["sweep", "--hidden", "1", "50", "--passes", "300", "--lr", "10", "--activation", "relu"],
      "fastnn sweep: error: run hidden="),
     (["demo", "--passes", "0"], "fastnn demo: error: --passes must be an integer >= 1"),
+    (["demo", "--n-jobs", "0"], "fastnn demo: error: --n-jobs must be an integer >= 1"),  # before any step
+    (["compile", "--activation", "foo"], "fastnn compile: error: --activation must be one of"),
+    (["compile", "--output", "foo"], "fastnn compile: error: --output must be one of"),
+    (["compile", "--processes", "0"], "fastnn compile: error: --processes must be an integer >= 1"),
     (["train", "--hidden", "100000000"], "fastnn train: error: --hidden=100000000 with 2 features"),  # memory
     (["sweep", "--hidden", "three"], "fastnn sweep: error: argument --hidden: invalid int value: 'three'"),
 ])
@@ -163,12 +167,13 @@ def test_bad_arguments_are_one_line(argv, message, tmp_path, monkeypatch, capsys
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(check, "available_memory", lambda: 64 << 30)  # any machine: --hidden 1e8 does not fit
     try:
-        code = cli.main(argv + (["--out", "o"] if argv[0] != "train" else []))
+        code = cli.main(argv + (["--out", "o"] if argv[0] in ("sweep", "demo") else []))
     except SystemExit as e:  # argparse's own errors
         code = e.code
     assert code == 2
     out, err = capsys.readouterr()
     assert len(err.splitlines()) == 1 and err.startswith(message) and "Traceback" not in err, err
+    assert not out.strip() or argv[0] != "compile"  # nothing said to be compiling before the error
 
 
 @pytest.mark.parametrize("command", ["sweep", "demo"])
