@@ -68,6 +68,21 @@ def class_colors(n_classes: int) -> np.ndarray:
     return plt.get_cmap(CMAP)(np.linspace(0, 1, n_classes))
 
 
+def _classifier(model: object, what: str) -> None:
+    """A TypeError unless model is a fastnn.Model, a ValueError if it regresses (no classes to draw)."""
+    if not isinstance(model, Model):
+        raise TypeError(f"{what} draws a fastnn.Model; got {type(model).__name__}")
+    if model.settings["output"] == "identity":
+        raise ValueError(f"{what} draws the classes a classifier predicts; this model has identity outputs "
+                         "(a regression)")
+
+
+def _sweep_result(result: object, what: str) -> SweepResult:
+    if not isinstance(result, SweepResult):
+        raise TypeError(f"{what} draws a SweepResult (from fastnn.sweep); got {type(result).__name__}")
+    return result
+
+
 def _two_features(X: ArrayLike, what: str) -> np.ndarray:
     X = np.asarray(X)
     if X.ndim != 2 or X.shape[1] != 2:
@@ -99,6 +114,7 @@ def decision_boundary(model: Model, X: ArrayLike, y: ArrayLike, ax: Axes | None 
     matplotlib.figure.Figure
     """
     plt = _pyplot()
+    _classifier(model, "decision_boundary")
     X = _two_features(X, "decision_boundary")
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4.5))
@@ -150,6 +166,7 @@ def sweep_grid(result: SweepResult, X: ArrayLike, y: ArrayLike, ncols: int = 2,
     matplotlib.figure.Figure
     """
     plt = _pyplot()
+    _sweep_result(result, "sweep_grid")
     X = _two_features(X, "sweep_grid")
     n = len(result.rows)
     if n == 0:
@@ -225,6 +242,7 @@ def accuracy_vs_hidden(result: SweepResult, ax: Axes | None = None) -> Figure:
     overfitting the tutorial describes.
     """
     plt = _pyplot()
+    _sweep_result(result, "accuracy_vs_hidden")
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4.5))
     regs = list(dict.fromkeys(row["reg"] for row in result.rows))

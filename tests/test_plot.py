@@ -102,6 +102,19 @@ def test_decision_boundary_checks_its_step_before_the_grid(moons, step, message,
         plot.grid(np.array([[np.nan, 0.0]]))
 
 
+def test_plots_name_what_they_draw(moons, result):
+    X, y = moons
+    regression = fastnn.train(X, X[:, 0], 3, passes=5, output="identity", reduction="mean", lr=0.1)
+    with pytest.raises(ValueError, match="identity outputs"):
+        plot.decision_boundary(regression, X, y)
+    with pytest.raises(TypeError, match="draws a fastnn.Model; got dict"):
+        plot.decision_boundary({"W1": None}, X, y)
+    model = result.rows[0]["model"]
+    for draw, args in ((plot.sweep_grid, ([model], X, y)), (plot.accuracy_vs_hidden, (model,))):
+        with pytest.raises(TypeError, match="draws a SweepResult"):
+            draw(*args)
+
+
 def test_sweep_grid(moons, result, tmp_path):
     X, y = moons
     fig = plot.sweep_grid(result, X, y)
