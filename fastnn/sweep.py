@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import math
 import numbers
 import os
 import secrets
@@ -296,11 +297,21 @@ def sweep(X: ArrayLike, y: ArrayLike, hidden: int | Sequence[int] = (1, 2, 3, 4,
     elif isinstance(test, numbers.Real) and not isinstance(test, (bool, np.bool_)):
         if not 0 < test < 1:
             raise ValueError(f"test must be a fraction in (0, 1) or an (X_test, y_test) pair; got {test!r}")
+        # What the stratified split needs, said here in fastnn's terms rather than by scikit-learn's split.
+        n, counts = X.shape[0], np.bincount(y)
+        held, present = math.ceil(float(test) * n), int(np.count_nonzero(counts))
+        if min(held, n - held) < present:
+            raise ValueError(f"test={test} of {n} samples holds out {held} and trains on {n - held}: a split "
+                             f"stratified by class needs at least {present} (one per class) on each side")
+        if counts[counts > 0].min() < 2:
+            raise ValueError(f"test={test}: a split stratified by class needs 2 samples of each class; class "
+                             f"{int(np.flatnonzero(counts == 1)[0])} has 1")
         from sklearn.model_selection import train_test_split
 
         X, X_test, y, y_test = train_test_split(X, y, test_size=float(test), stratify=y, random_state=seeds[0])
     elif test is not None:
-        raise TypeError(f"test must be None, a fraction in (0, 1) or an (X_test, y_test) pair; got {test!r}")
+        what = f"a {type(test).__name__} of {len(test)}" if isinstance(test, (tuple, list)) else repr(test)
+        raise TypeError(f"test must be None, a fraction in (0, 1) or an (X_test, y_test) pair; got {what}")
     kwargs = dict(train_kwargs, n_classes=k)  # the split may leave a class out of y; the models keep K
     grid = list(itertools.product(hidden, regs, seeds))
     local = executor is None or isinstance(executor, ThreadPoolExecutor)

@@ -226,6 +226,9 @@ def test_no_progress_bar_off_a_terminal(moons, capsys):
     (dict(test=(np.zeros((5, 2)), np.full(5, 2))), ValueError, "y_test must be class labels 0..1"),
     # previously failed: "y_test has 4 labels but X has 5 samples"
     (dict(test=(np.zeros((5, 2)), np.zeros(4, int))), ValueError, "^y_test has 4 labels but X_test has 5 samples"),
+    (dict(test=0.001), ValueError, "test=0.001 of 200 samples holds out 1 and trains on 199: a split stratified"),
+    (dict(test=0.999), ValueError, "holds out 200 and trains on 0"),
+    (dict(test=(np.zeros((5, 2)), np.zeros(5, int), 1)), TypeError, "got a tuple of 3$"),
     (dict(stop=object()), TypeError, "stop must have an is_set"),
     (dict(n_jobs=0), ValueError, "n_jobs must be an integer >= 1"),
     (dict(n_jobs=2, executor=Deferred(1)), ValueError, "executor or n_jobs, not both"),
