@@ -652,18 +652,17 @@ def run(X, y, weights, order, theta, params, passes, batch, lr, reg, mean, evalu
         losses, running, P, state, optimiser):
     """Train theta in place for `passes` epochs, then evaluate; returns (epochs completed, L).
 
-    Training: each epoch visits order[e] (or 0..n-1 if order has no rows) in batches of `batch` samples,
-    one update per batch (the full batch is batch = n); mean: scale gradients by 1/batch size (by 0 for a
-    batch of weight 0). It stops early, returning (the epoch, NaN), when the parameters stop being finite.
-    When running has rows, the training loss of epoch e goes to running[e], computed by the training itself
-    (scikit-learn's MLPs' loss_curve_): (sum over its batches of their samples' losses and reg/2 (|W1|^2 +
-    |W2|^2) at the batch's start) / n; for the full batch, the loss of the parameters the epoch started
-    from. It is written before the epoch's last step, so that it is there even when that step stops the
-    run. Evaluation: L = (sum of per-sample losses + reg/2 (|W1|^2 + |W2|^2)) / n when evaluate (else 0),
-    and the outputs into P when it has rows. WEIGHTED: each sample's delta and loss are times its weight, and the batch size and n
-    above are the sums of the weights (scikit-learn's sample_weight). Both run tile by tile, tiles over the
-    work slots (over threads in the parallel variant), and sum the tiles' gradients and losses in tile
-    order: results do not depend on the number of threads.
+    Training: each epoch visits order[e] (or 0..n-1 if order has no rows) in batches of `batch` samples, one update
+    per batch (the full batch is batch = n); mean: scale gradients by 1/batch size (by 0 for a batch of weight 0).
+    It stops early, returning (the epoch, NaN), when the parameters stop being finite. When running has rows, the
+    training loss of epoch e goes to running[e], computed by the training itself (scikit-learn's MLPs' loss_curve_):
+    (sum over its batches of their samples' losses and reg/2 (|W1|^2 + |W2|^2) at the batch's start) / n; for the
+    full batch, the loss of the parameters the epoch started from. It is written before the epoch's last step, so
+    that it is there even when that step stops the run. Evaluation: L = (sum of per-sample losses + reg/2 (|W1|^2 +
+    |W2|^2)) / n when evaluate (else 0), and the outputs into P when it has rows. WEIGHTED: each sample's delta and
+    loss are times its weight, and the batch size and n above are the sums of the weights (scikit-learn's
+    sample_weight). Both run tile by tile, tiles over the work slots (over threads in the parallel variant), and sum
+    the tiles' gradients and losses in tile order: results do not depend on the number of threads.
 
     X (n, d); y (n,) labels (identity outputs: (n, k) targets of X's dtype), with no rows when only P is asked
     for; weights (n,) (WEIGHTED) or (0,); order (E, n) or (0, 0); params: the views (W1 (d, h), b1 (h,),
