@@ -131,9 +131,14 @@ def features(X: ArrayLike, dtype: DTypeLike, name: str = "X", n_features: int | 
         raise ValueError(f"{name} is empty: shape {X.shape}; need at least one sample and one feature")
     if n_features is not None and X.shape[1] != n_features:
         raise ValueError(f"{name} has {X.shape[1]} features, but the model was trained on {n_features}")
+    if not (X.flags.c_contiguous and X.dtype == np.dtype(dtype)):  # a copy: counted before it is made
+        memory(X.shape[0] * X.shape[1] * np.dtype(dtype).itemsize,
+               f"{name} with {X.shape[0]} rows, copied into a C-ordered {np.dtype(dtype).name} array",
+               f"pass {name} as a C-contiguous {np.dtype(dtype).name} array, or fewer rows at a time")
     with np.errstate(over="ignore"):  # a float64 value beyond float32's range becomes inf, reported below
         X = np.ascontiguousarray(X, dtype=dtype)
-    if not np.isfinite(X).all():
+    # min and max are NaN or inf exactly when a value is, and allocate nothing (isfinite(X) would: n x d)
+    if not (np.isfinite(X.min()) and np.isfinite(X.max())):
         bad = np.argwhere(~np.isfinite(X))[0]
         raise ValueError(f"{name} must be finite: {name}[{bad[0]}, {bad[1]}] is {X[tuple(bad)]}"
                          + (" in float32" if X.dtype == np.float32 else "")

@@ -32,6 +32,8 @@ class Model:
                  loss_history: ArrayLike | None = None):
         if not isinstance(theta, np.ndarray) or theta.ndim != 1 or theta.dtype.name not in check.DTYPES:
             raise TypeError(f"theta must be a 1-D float64 or float32 array; got {_describe(theta)}")
+        if not theta.dtype.isnative:  # big-endian values, say: the kernels and model files take native order
+            theta = theta.astype(theta.dtype.newbyteorder("="))
         n_features = check.integer(n_features, "n_features")
         hidden = check.integer(hidden, "hidden")
         k, rest = divmod(theta.size - n_features * hidden - hidden, hidden + 1)

@@ -143,6 +143,17 @@ def test_model_never_returns_nan_for_huge_inputs(trained):
                 assert np.isfinite(P).all()
 
 
+@pytest.mark.parametrize("order", [">f8", ">f4"])
+def test_a_model_of_big_endian_parameters_is_the_native_one(trained, order, tmp_path):
+    X = np.random.default_rng(0).standard_normal((50, 2))
+    native = fastnn.Model(trained.theta.astype("=" + order[1:]), 2, 3, trained.settings)
+    big = fastnn.Model(trained.theta.astype(order), 2, 3, trained.settings)
+    assert big.dtype == native.dtype and big.dtype.isnative
+    np.testing.assert_array_equal(big.predict_proba(X), native.predict_proba(X))
+    big.save(tmp_path / "big.npz")
+    np.testing.assert_array_equal(fastnn.load(tmp_path / "big.npz").theta, native.theta)
+
+
 def test_a_model_of_non_finite_parameters_says_so(trained):
     X = np.zeros((3, 2))
     for backend in ("numba", "numpy"):

@@ -228,6 +228,18 @@ def memory(monkeypatch):
     return set_available
 
 
+def test_a_copy_of_X_is_counted_before_it_is_made(memory):
+    """A view of 3e9 rows (no memory of its own) needs a 48 GB copy in float64: refused before the copy, as
+    are other dtypes; a C-contiguous array of the dtype is taken as it is, with no copy to count."""
+    X = np.broadcast_to(np.ones((1, 2), np.float32), (3 * 10**9, 2))
+    for dtype in (np.float64, np.float32):
+        with pytest.raises(ValueError, match="X with 3000000000 rows, copied into a C-ordered"):
+            check.features(X, dtype)
+    memory(1000)
+    small = np.ones((200, 2))
+    assert check.features(small, np.float64) is small
+
+
 def test_memory_names_the_allocation_and_what_to_reduce(memory):
     assert check.memory(7 * GB, "X with 10 rows", "pass fewer rows") == 7 * GB
     with pytest.raises(ValueError) as info:
