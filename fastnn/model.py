@@ -44,7 +44,8 @@ class Model:
                              f"{'outputs' if fewest == 1 else 'classes'}")
         self.theta = theta
         self.n_features, self.hidden, self.n_classes = n_features, hidden, k
-        self.settings = dict(settings, hidden=hidden)
+        # Checked as a model file's are: a missing or misspelt setting (backend="jax") fails here, by name.
+        self.settings = check.settings(dict(settings, hidden=hidden))
         self.loss_history = np.zeros((0, 2)) if loss_history is None else np.asarray(loss_history, float)
         # The optimiser's settings and state after training (train sets it; None: plain "sgd" or unknown, as
         # for a loaded model): a run continued with init= goes on with it.
