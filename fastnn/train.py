@@ -283,7 +283,7 @@ class Session:
         self.monitor = _Monitor(s, X, self.done, _trivial_loss(y, k, s.output, weights))
         self.records = []
         self._evaluators = {}  # engines of evaluations by outputs(), by number of rows
-        self._buffers = {}  # the kernel calls' buffers, made by the first (engine.arguments)
+        self._buffers = engine.make_buffers(X, y, self.theta, self.params, self.batch, self.run.slots, weights)
         self._no_outputs = np.empty((0, k), X.dtype)
         # With running_loss and full batches, the first pass's training loss is the loss of the starting
         # parameters, computed by its forward pass: it starts the monitor, and no evaluation is made for it
