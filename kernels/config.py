@@ -2,10 +2,13 @@
 
 import functools
 import hashlib
+import json
 import os
 import types
 
+import llvmlite
 import numba
+from llvmlite import binding as llvm
 from llvmlite import ir
 from numba.core import cgutils, compiler, cpu_options, typed_passes, untyped_passes
 from numba.core import types as nbtypes
@@ -155,26 +158,30 @@ def _compile_parallel(dispatcher, compile, sig):
                 codegen._library_class = own
 
 
-def subroutine(func, returns, fastmath=FASTMATH):
+def subroutine(func, returns, fastmath=FASTMATH, key=None):
     """``func`` as a function that kernels call, compiled into each caller's machine code.
 
     A Numba function called from another is compiled as a program of its own (wrappers for Python, machine
     code) and then again inside its caller; a subroutine is compiled once per signature, into LLVM code
     that its callers link and inline, which about halves the time a kernel takes to compile. It cannot be
     called from Python (``kernel(func)`` can). returns: the Numba type it returns, or a function of the
-    argument types that gives it.
+    argument types that gives it. key: what its code depends on besides the sources of the kernels and
+    its argument types (for a variant's stage: the constants it reads; by default its qualified name).
+    Subroutines of one key and signature are compiled once per process, whichever variant calls them, and
+    kept on disk for the next process (see SubroutineCache).
     """
     flags = compiler.Flags()
     flags.nrt = False  # subroutines take arrays, never allocate: no reference counting
     flags.error_model = "numpy"
     flags.no_compile = flags.no_cpython_wrapper = flags.no_cfunc_wrapper = True  # called from kernels only
     flags.fastmath = cpu_options.FastMathOptions(set(fastmath))
-    # Subroutines are cached per code object within a process: a name of its own keeps variants apart.
+    # A name of its own in the machine code, so that variants' stages of one name stay apart.
     func = types.FunctionType(func.__code__.replace(co_name=func.__qualname__, co_qualname=func.__qualname__),
                               func.__globals__, func.__name__, func.__defaults__, func.__closure__)
+    key = (func.__qualname__ if key is None else key, tuple(sorted(fastmath)))
 
     def codegen(context, builder, sig, args):
-        cres = _compile_linked(context, func, sig, flags)
+        cres = _compile_linked(context, func, sig, flags, key)
         return context.call_internal(builder, cres.fndesc, sig, args)
 
     def typer(typingctx, *args):
@@ -185,7 +192,9 @@ def subroutine(func, returns, fastmath=FASTMATH):
     scope = {"typer": typer}
     exec(f"def {func.__name__}(typingctx, {', '.join(names)}):\n    return typer(typingctx, {', '.join(names)})",
          scope)
-    return intrinsic(scope[func.__name__])
+    compiled = intrinsic(scope[func.__name__])
+    compiled.key = key  # for the keys of the stages that call it (specialise)
+    return compiled
 
 
 def _link(library):
@@ -220,19 +229,91 @@ class _WrappersLinkedOnly(JITCodeLibrary):
             super().finalize()
 
 
-def _compile_linked(context, func, sig, flags):
-    """context.compile_subroutine(func, sig) into a _LinkedOnly library, kept per (code, signature) in the
-    same per-process table."""
-    key = (_compile_linked, func.__code__, sig)
-    cres = context.cached_internal_func.get(key)
+def _compile_linked(context, func, sig, flags, key):
+    """context.compile_subroutine(func, sig) into a _LinkedOnly library, kept per (key, signature) in the
+    same per-process table, and on disk (SubroutineCache)."""
+    cres = context.cached_internal_func.get((_compile_linked, key, sig))
     if cres is None:
         with global_compiler_lock:
-            library = _LinkedOnly(context.codegen(), func.__name__)
-            cres = _Pipeline(context.typing_context, context, library, sig.args, sig.return_type, flags.copy(),
-                             {}).compile_extra(func)
-        context.cached_internal_func[key] = cres
+            cres = SUBROUTINES.load(context.codegen(), func, key, sig)
+            if cres is None:
+                library = _LinkedOnly(context.codegen(), func.__name__)
+                cres = _Pipeline(context.typing_context, context, library, sig.args, sig.return_type,
+                                 flags.copy(), {}).compile_extra(func)
+                SUBROUTINES.save(context.codegen(), func, key, sig, cres)
+        context.cached_internal_func[(_compile_linked, key, sig)] = cres
     context.active_code_library.add_linking_library(cres.library)
     return cres
+
+
+class SubroutineCache:
+    """The LLVM code of compiled subroutines, on disk beside the kernels' cache (its ``subroutines``
+    folder): a variant met for the first time compiles only the subroutines that no variant compiled
+    before on this machine (a stage reads few of a variant's constants: update, the loss, the output
+    delta and the elementary functions are the same in most variants).
+
+    An entry is one file, named by a digest of all its code depends on: the sources of the kernels, the
+    subroutine's key and signature, Numba's and llvmlite's versions, and the CPU (its name and features),
+    holding the function's name in the machine code, its arguments' names and its module's bitcode, with
+    everything it links linked in. Files are written whole under another name, then renamed: a reader
+    never sees a part of one, and processes that save one entry at once write the same bytes.
+    """
+
+    def __init__(self):
+        self._folder = {}
+
+    def _path(self, codegen, func, key, sig):
+        folder = self._folder.get(func.__code__.co_filename)
+        if folder is None:
+            try:
+                folder = os.path.join(FunctionCache(func)._cache_path, "subroutines")
+            except RuntimeError:  # no writable cache folder: compile every process
+                folder = ""
+            self._folder[func.__code__.co_filename] = folder
+        if not folder:
+            return None
+        what = repr((SOURCE, numba.__version__, llvmlite.__version__, codegen._get_host_cpu_name(),
+                     codegen._tm_features, key, str(sig)))
+        return os.path.join(folder, hashlib.sha256(what.encode()).hexdigest() + ".bc")
+
+    def load(self, codegen, func, key, sig):
+        path = self._path(codegen, func, key, sig)
+        if path is None:
+            return None
+        try:
+            with open(path, "rb") as f:
+                header, bitcode = f.read().split(b"\n", 1)
+            info = json.loads(header)
+            module = llvm.parse_bitcode(bitcode)
+        except Exception:  # no entry (or an unreadable one): compile
+            return None
+        library = _LinkedOnly(codegen, func.__name__)
+        library._final_module = module  # its functions are linked lazily (linkonce_odr), as callers need them
+        fndesc = types.SimpleNamespace(mangled_name=info["name"], args=info["args"], argtypes=sig.args,
+                                       restype=sig.return_type, noalias=False, inline=False)
+        return types.SimpleNamespace(fndesc=fndesc, library=library)
+
+    def save(self, codegen, func, key, sig, cres):
+        fndesc = cres.fndesc
+        path = self._path(codegen, func, key, sig)
+        if (path is None or fndesc.noalias or fndesc.inline or tuple(fndesc.argtypes) != tuple(sig.args)
+                or fndesc.restype != sig.return_type):
+            return  # what load would not give back as it was
+        bitcode = cres.library._get_module_for_linking().as_bitcode()  # with what it links
+        if cres.library._reload_init:  # code to run when loaded, which load does not know of
+            return
+        header = json.dumps({"name": fndesc.mangled_name, "args": list(fndesc.args)}).encode()
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            partial = f"{path}.{os.getpid()}.tmp"
+            with open(partial, "wb") as f:
+                f.write(header + b"\n" + bitcode)
+            os.replace(partial, path)
+        except OSError:  # a folder that cannot be written: the next process compiles it again
+            pass
+
+
+SUBROUTINES = SubroutineCache()
 
 
 @intrinsic
@@ -310,7 +391,8 @@ def specialise(module_globals, names, constants, tag, entries=(), options=None):
     another (a shared globals dict; constants may also hold kernels compiled before), and each has a name of
     its own (``train__tanh_softmax_float64_d2_k2_block``), so each variant has cache files of its own.
     entries: the names compiled as kernels that Python calls (cached on disk); the others become
-    subroutines, or Numba functions when marked inline="always". options: extra njit options by name
+    subroutines, or Numba functions when marked inline="always"; a subroutine is keyed by the constants that
+    it reads (_reads), so that variants that differ in others share it. options: extra njit options by name
     (parallel=True). Returns {name: compiled function} and {name: the clone, a plain Python function}.
     """
     scope = dict(module_globals, **constants)
@@ -327,7 +409,28 @@ def specialise(module_globals, names, constants, tag, entries=(), options=None):
         elif jit:
             compiled[name] = numba.njit(**dict(JIT, **jit))(clone)
         else:
-            compiled[name] = subroutine(clone, returns, fastmath)
+            key = (name, _reads(func, module_globals, constants))
+            compiled[name] = subroutine(clone, returns, fastmath, key=key)
         clones[name] = clone
     scope.update(compiled)
     return compiled, clones
+
+
+def _reads(func, module_globals, constants, seen=None):
+    """The constants of a variant that ``func`` reads, directly or through the stages it calls, as sorted
+    (name, value) pairs (a subroutine stands for its key): what a stage's code depends on besides the
+    sources and its argument types."""
+    seen = set() if seen is None else seen
+    names = set()
+    codes = [func.__code__]
+    while codes:  # the function's code and the code of the functions defined in it
+        code = codes.pop()
+        names.update(code.co_names)
+        codes.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+    found = {(name, repr(getattr(constants[name], "key", constants[name]))) for name in names if name in constants}
+    for name in sorted(names - seen):
+        called = module_globals.get(name)
+        if hasattr(called, "jit_options"):  # another stage
+            seen.add(name)
+            found.update(_reads(called, module_globals, constants, seen))
+    return tuple(sorted(found))

@@ -82,6 +82,27 @@ def test_the_cache_key_follows_every_kernel_source(moons, monkeypatch):
     assert not run._cache.has(types, codegen)
 
 
+def test_a_stage_is_keyed_by_the_constants_it_reads():
+    """A subroutine's key (what its code depends on besides the sources and its argument types) holds the
+    constants that it reads and those read by the stages it calls, and no others, so that variants that
+    differ only in others share it."""
+    from fastnn.kernels import network
+    constants = dict(ACT="tanh", OUT="softmax", D=2, BINARY=True, SOLVER="sgd", WEIGHTED=False, BLAS=False)
+    reads = dict(config._reads(network.update, vars(network), constants))
+    assert reads == {"SOLVER": "'sgd'"}
+    reads = dict(config._reads(network.backward, vars(network), constants))  # and hidden_delta, _combine, ...
+    assert {"D", "BINARY", "BLAS"} <= reads.keys() and "SOLVER" not in reads and "OUT" not in reads
+
+    def stages(d, k, solver="sgd"):
+        return network._stages("tanh", "softmax", "float64", d, k == 2, solver, False, False)[1][0]
+
+    two, four, adam = stages(2, 2), stages(4, 3), stages(2, 2, "adam")
+    assert two["update"].key == four["update"].key != adam["update"].key
+    assert two["output_delta"].key == four["output_delta"].key
+    assert two["hidden_forward"].key != four["hidden_forward"].key
+    assert two["hidden_forward"].key == adam["hidden_forward"].key
+
+
 def test_a_parallel_kernel_links_the_wrappers_of_its_loops_only(monkeypatch):
     """The compile-time saving of config._compile_parallel relies on how Numba names the libraries of a
     parallel loop's wrappers: if a Numba release renames them, this fails instead of the saving vanishing."""

@@ -582,6 +582,43 @@ def test_a_cached_kernel_computes_the_bits_of_a_fresh_compilation(tmp_path):
     assert len(outs[0]) == 4 and outs[0] == outs[1]
 
 
+SHARED = """
+import hashlib, os, sys, fastnn
+from sklearn.datasets import make_blobs
+X, y = make_blobs(300, centers=3, random_state=0)
+m = fastnn.train(X, y, 5, passes=500, dtype=sys.argv[1])
+folder = os.path.join(fastnn.engine.cache_dir(), "subroutines")
+print(hashlib.sha256(m.theta.tobytes() + m.loss_history.tobytes()).hexdigest(), len(os.listdir(folder)))
+"""
+
+
+@pytest.mark.slow
+def test_subroutines_compiled_by_another_variant_compute_the_bits_of_a_fresh_compilation(tmp_path):
+    """A variant's subroutines come from the disk where another variant compiled them (the tutorial's, here:
+    it shares update, the loss and the elementary functions with a three-class variant). The variant must
+    compute what it computes when compiled from nothing, also where the entries on disk are damaged."""
+    def child(cache, dtype):
+        r = subprocess.run([sys.executable, "-c", SHARED, dtype], env=child_env(1, NUMBA_CACHE_DIR=str(cache)),
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr
+        digest, files = r.stdout.split()
+        return digest, int(files)
+
+    shared, fresh = tmp_path / "shared", tmp_path / "fresh"
+    r = subprocess.run([sys.executable, "-m", "fastnn", "train", "--quiet"], capture_output=True, text=True,
+                       env=child_env(1, NUMBA_CACHE_DIR=str(shared)), timeout=600)
+    assert r.returncode == 0, r.stderr
+    folder = next(shared.glob("*/subroutines"))
+    tutorial = len(list(folder.iterdir()))
+    digest, files = child(shared, "float64")
+    fresh_digest, fresh_files = child(fresh, "float64")
+    assert digest == fresh_digest
+    assert files - tutorial < fresh_files  # some were loaded, not compiled
+    for entry in folder.iterdir():
+        entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])  # the header whole, half the code
+    assert child(shared, "float32")[0] == child(fresh, "float32")[0]
+
+
 # --- Threads --------------------------------------------------------------------------------------------------
 
 def eight_calls(moons):
