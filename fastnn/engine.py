@@ -255,9 +255,10 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return view
 
 
-# Seconds one variant took to compile on a 2-core AMD EPYC (Zen 4) development machine, by (parallel, wide):
-# the tutorial's 4.2-4.4, wine's and 16 inputs' 6.3-8.6, `large`'s parallel 10.5, 16 inputs' parallel 11.7.
-_COMPILE_SECONDS = {(False, False): 4, (False, True): 7, (True, False): 10, (True, True): 11}
+# Seconds one variant took to compile from an empty cache on the 2-core AMD EPYC development machine
+# (2026-12-07), by (parallel, wide): the tutorial's 3.4, wine's 6.3, `large`'s parallel 8.6, 16 inputs'
+# parallel 10.4. Less where other variants compiled subroutines it shares (kernels.config.SubroutineCache).
+_COMPILE_SECONDS = {(False, False): 3, (False, True): 6, (True, False): 9, (True, True): 10}
 
 
 def _ready(dispatcher, types) -> bool:
