@@ -254,10 +254,11 @@ class SubroutineCache:
     delta and the elementary functions are the same in most variants).
 
     An entry is one file, named by a digest of all its code depends on: the sources of the kernels, the
-    subroutine's key and signature, Numba's and llvmlite's versions, and the CPU (its name and features),
-    holding the function's name in the machine code, its arguments' names and its module's bitcode, with
-    everything it links linked in. Files are written whole under another name, then renamed: a reader
-    never sees a part of one, and processes that save one entry at once write the same bytes.
+    subroutine's key and signature, Numba's and llvmlite's versions, the CPU (its name and features), and
+    Numba's optimisation level and bounds checking (NUMBA_OPT, NUMBA_BOUNDSCHECK). It holds the function's
+    name in the machine code, its arguments' names and its module's bitcode, with everything it links
+    linked in. Files are written whole under another name, then renamed: a reader never sees a part of one,
+    and processes that save one entry at once write the same bytes.
     """
 
     def __init__(self):
@@ -274,7 +275,7 @@ class SubroutineCache:
         if not folder:
             return None
         what = repr((SOURCE, numba.__version__, llvmlite.__version__, codegen._get_host_cpu_name(),
-                     codegen._tm_features, key, str(sig)))
+                     codegen._tm_features, numba.config.OPT, numba.config.BOUNDSCHECK, key, str(sig)))
         return os.path.join(folder, hashlib.sha256(what.encode()).hexdigest() + ".bc")
 
     def load(self, codegen, func, key, sig):

@@ -103,6 +103,25 @@ def test_a_stage_is_keyed_by_the_constants_it_reads():
     assert two["hidden_forward"].key == adam["hidden_forward"].key
 
 
+def test_a_subroutine_entry_on_disk_follows_the_sources_and_numba_settings(monkeypatch):
+    """An entry of the subroutine cache is named by a digest of all its code depends on: what was compiled
+    with other kernel sources, or without the bounds checks that NUMBA_BOUNDSCHECK=1 asks for, is not loaded."""
+    from numba.core.registry import cpu_target
+    from fastnn.kernels import network
+    codegen = cpu_target.target_context.codegen()
+    sig = numba.types.none(numba.types.int64)
+
+    def path(key=("update", ())):
+        return config.SUBROUTINES._path(codegen, network.update, key, sig)
+
+    first = path()
+    assert first is not None and first == path() != path(("update", (("SOLVER", "'adam'"),)))
+    monkeypatch.setattr(numba.config, "BOUNDSCHECK", 1)
+    checked = path()
+    monkeypatch.setattr(config, "SOURCE", config.SOURCE + "edited")
+    assert len({first, checked, path()}) == 3
+
+
 def test_a_parallel_kernel_links_the_wrappers_of_its_loops_only(monkeypatch):
     """The compile-time saving of config._compile_parallel relies on how Numba names the libraries of a
     parallel loop's wrappers: if a Numba release renames them, this fails instead of the saving vanishing."""
