@@ -167,7 +167,8 @@ def subroutine(func, returns, fastmath=FASTMATH, key=None):
     that its callers link and inline, which about halves the time a kernel takes to compile. It cannot be
     called from Python (``kernel(func)`` can). returns: the Numba type it returns, or a function of the
     argument types that gives it. key: what its code depends on besides the sources of the kernels and
-    its argument types (for a variant's stage: the constants it reads; by default its qualified name).
+    its argument types (for a variant's stage: the constants it reads; by default its qualified name and
+    the values its closure holds).
     Subroutines of one key and signature are compiled once per process, whichever variant calls them, and
     kept on disk for the next process (see SubroutineCache).
     """
@@ -179,7 +180,9 @@ def subroutine(func, returns, fastmath=FASTMATH, key=None):
     # A name of its own in the machine code, so that variants' stages of one name stay apart.
     func = types.FunctionType(func.__code__.replace(co_name=func.__qualname__, co_qualname=func.__qualname__),
                               func.__globals__, func.__name__, func.__defaults__, func.__closure__)
-    key = (func.__qualname__ if key is None else key, tuple(sorted(fastmath)))
+    if key is None:  # its name, and what a closure holds (the dtype's constants of the elementary functions)
+        key = (func.__module__, func.__qualname__, tuple(_describe(c.cell_contents) for c in func.__closure__ or ()))
+    key = (key, tuple(sorted(fastmath)))
 
     def codegen(context, builder, sig, args):
         cres = _compile_linked(context, func, sig, flags, key)
@@ -429,10 +432,15 @@ def _reads(func, module_globals, constants, seen=None):
         code = codes.pop()
         names.update(code.co_names)
         codes.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
-    found = {(name, repr(getattr(constants[name], "key", constants[name]))) for name in names if name in constants}
+    found = {(name, _describe(constants[name])) for name in names if name in constants}
     for name in sorted(names - seen):
         called = module_globals.get(name)
         if hasattr(called, "jit_options"):  # another stage
             seen.add(name)
             found.update(_reads(called, module_globals, constants, seen))
     return tuple(sorted(found))
+
+
+def _describe(value):
+    """A value as a part of a subroutine's key: another subroutine by its key, anything else by its repr."""
+    return repr(getattr(value, "key", value))

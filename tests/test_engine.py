@@ -101,6 +101,10 @@ def test_a_stage_is_keyed_by_the_constants_it_reads():
     assert two["output_delta"].key == four["output_delta"].key
     assert two["hidden_forward"].key != four["hidden_forward"].key
     assert two["hidden_forward"].key == adam["hidden_forward"].key
+    # The elementary functions are closures of one code per dtype: their keys hold the closures' constants.
+    from fastnn.kernels.elementwise import FUNCTIONS
+    assert FUNCTIONS["float64"]["tanh"].key != FUNCTIONS["float32"]["tanh"].key
+    assert "0x" not in repr(FUNCTIONS["float64"]["tanh"].key)  # no address: the same key in every process
 
 
 def test_a_subroutine_entry_on_disk_follows_the_sources_and_numba_settings(monkeypatch):
