@@ -22,7 +22,7 @@ G is indexed flat; and a batch of one block runs its stages right in run's loop,
 blocks or tiles and no parallel region around them.
 
 Variants. ``build(act, out, dtype, d, k, loop, parallel, ...)`` compiles every function marked ``@stage``
-with the variant's choices as compile-time constants (ACT, OUT, D, BINARY, LOOP, PARALLEL, SOLVER,
+with the variant's choices as compile-time constants (ACT, OUT, D, WIDE, BINARY, LOOP, PARALLEL, SOLVER,
 WEIGHTED, BLAS, and the dtype's elementary functions): a branch such as ``if OUT == "softmax"`` is pruned
 before typing, so the tutorial's run compiles tanh, the two-class softmax and the one-block loop only.
 ``run`` is the one kernel Python calls; the stages are subroutines compiled into it (config.subroutine).
@@ -53,9 +53,12 @@ LOOP_KERNELS = ("run", "grad_tiles")  # compiled per loop; every other @stage fu
 
 # A variant's choices, set as compile-time constants by build(): the activation f and its derivative, the
 # output, the loop and whether it runs on threads, the optimiser, whether samples have weights, the number
-# of inputs D (0: read at run time), whether there are two classes, whether the input layer's products go to
-# BLAS (BLAS; XB then holds a sample per row, see _rows), and the elementary functions of the dtype.
-ACT = OUT = LOOP = PARALLEL = SOLVER = WEIGHTED = D = BINARY = BLAS = activate = derivative = exp = sigmoid = None
+# of inputs D (0: read at run time) and whether there are more than UNROLL (WIDE, D = 0: a stage that only
+# tells wide from narrow reads WIDE, so that its compilation serves every narrow width, see config._reads),
+# whether there are two classes, whether the input layer's products go to BLAS (BLAS; XB then holds a sample
+# per row, see _rows), and the elementary functions of the dtype.
+ACT = OUT = LOOP = PARALLEL = SOLVER = WEIGHTED = D = WIDE = BINARY = BLAS = None
+activate = derivative = exp = sigmoid = None
 
 
 def build(act, out, dtype, d, k, loop, parallel=False, solver="sgd", weighted=False, blas=False):
@@ -79,8 +82,8 @@ def build(act, out, dtype, d, k, loop, parallel=False, solver="sgd", weighted=Fa
 @functools.lru_cache(maxsize=None)
 def _stages(act, out, dtype, inputs, binary, solver, weighted, blas):
     f = FUNCTIONS[dtype]
-    constants = dict(ACT=act, OUT=out, D=inputs, BINARY=binary, SOLVER=solver, WEIGHTED=weighted, BLAS=blas,
-                     activate=f[act], derivative=f[act + "_grad"], exp=f["exp"], sigmoid=f["sigmoid"])
+    constants = dict(ACT=act, OUT=out, D=inputs, WIDE=inputs == 0, BINARY=binary, SOLVER=solver, WEIGHTED=weighted,
+                     BLAS=blas, activate=f[act], derivative=f[act + "_grad"], exp=f["exp"], sigmoid=f["sigmoid"])
     names = [name for name, func in globals().items() if hasattr(func, "jit_options") and name not in LOOP_KERNELS]
     tag = (f"{act}_{out}_{dtype}_d{inputs or 'n'}_k{2 if binary else 'n'}" + ("" if solver == "sgd" else f"_{solver}")
            + ("_weighted" if weighted else "") + ("_blas" if blas else ""))
@@ -125,7 +128,7 @@ def load_block(X, y, weights, order, e, start, m, XB, yb, wb):
     d = X.shape[1]
     labelled = y.shape[0] > 0
     shuffled = order.shape[0] > 0
-    by_lines = D == 0 and not BLAS and d * XB.shape[1] * XB.itemsize > LOAD_BYTES
+    by_lines = WIDE and not BLAS and d * XB.shape[1] * XB.itemsize > LOAD_BYTES
     for j in range(m):
         i = order[e, start + j] if shuffled else start + j
         if labelled:
@@ -209,16 +212,16 @@ def _combine(W, IN, m, OUT):
     """OUT[r, j] += sum_c W[c, r] IN[c, j] (j < m): OUT's rows plus combinations of IN's rows.  W (c, r),
     IN (c, B), OUT (r, B).
 
-    Wide inputs (D = 0): four rows of IN per pass over a row of OUT, whose loads and stores are then shared
+    Wide inputs (WIDE): four rows of IN per pass over a row of OUT, whose loads and stores are then shared
     by four products (loads bound these loops: about 1.5x faster at 16 inputs, 32 units, 4 classes, measured),
     the rest in at most two passes. Up to UNROLL inputs, a row of IN per pass: the layers are small, and the
     blocked loops would lengthen every such variant's compile (docs/DESIGN.md, facts).
     """
     nc = IN.shape[0]
-    fours = nc - nc % 4 if D == 0 else 0
-    pair = D == 0 and nc % 4 >= 2
+    fours = nc - nc % 4 if WIDE else 0
+    pair = WIDE and nc % 4 >= 2
     for r in range(OUT.shape[0]):
-        if D == 0:
+        if WIDE:
             for c in range(0, fours, 4):
                 w0, w1, w2, w3 = W[c, r], W[c + 1, r], W[c + 2, r], W[c + 3, r]
                 for j in range(m):
@@ -362,14 +365,14 @@ def _dots(A, B, m, G, at, stride):
     """G[at + c * stride + u] += sum_j A[c, j] B[u, j] (j < m): the dot products of A's rows with B's rows,
     each sum in the data's dtype (as in accumulate).
 
-    Wide inputs (D = 0): four rows of B per pass over a row of A, whose loads are then shared by four sums
+    Wide inputs (WIDE): four rows of B per pass over a row of A, whose loads are then shared by four sums
     (as in _combine); up to UNROLL inputs, a row of B per pass.
     """
     nb = B.shape[0]
     zero = A.dtype.type(0)
-    fours = nb - nb % 4 if D == 0 else 0
+    fours = nb - nb % 4 if WIDE else 0
     for c in range(A.shape[0]):
-        if D == 0:
+        if WIDE:
             for u in range(0, fours, 4):
                 s0 = s1 = s2 = s3 = zero
                 for j in range(m):

@@ -87,20 +87,26 @@ def test_a_stage_is_keyed_by_the_constants_it_reads():
     constants that it reads and those read by the stages it calls, and no others, so that variants that
     differ only in others share it."""
     from fastnn.kernels import network
-    constants = dict(ACT="tanh", OUT="softmax", D=2, BINARY=True, SOLVER="sgd", WEIGHTED=False, BLAS=False)
+    constants = dict(ACT="tanh", OUT="softmax", D=2, WIDE=False, BINARY=True, SOLVER="sgd", WEIGHTED=False,
+                     BLAS=False)
     reads = dict(config._reads(network.update, vars(network), constants))
     assert reads == {"SOLVER": "'sgd'"}
     reads = dict(config._reads(network.backward, vars(network), constants))  # and hidden_delta, _combine, ...
     assert {"D", "BINARY", "BLAS"} <= reads.keys() and "SOLVER" not in reads and "OUT" not in reads
 
     def stages(d, k, solver="sgd"):
-        return network._stages("tanh", "softmax", "float64", d, k == 2, solver, False, False)[1][0]
+        inputs = d if d <= kernels.UNROLL else 0  # as build() passes it
+        return network._stages("tanh", "softmax", "float64", inputs, k == 2, solver, False, False)[1][0]
 
     two, four, adam = stages(2, 2), stages(4, 3), stages(2, 2, "adam")
     assert two["update"].key == four["update"].key != adam["update"].key
     assert two["output_delta"].key == four["output_delta"].key
     assert two["hidden_forward"].key != four["hidden_forward"].key
     assert two["hidden_forward"].key == adam["hidden_forward"].key
+    # Stages that only tell wide inputs from narrow ones serve every narrow width.
+    assert "D" not in dict(config._reads(network.load_block, vars(network), constants))
+    assert two["load_block"].key == four["load_block"].key
+    assert stages(3, 3)["hidden_delta"].key == four["hidden_delta"].key != stages(5, 3)["hidden_delta"].key
     # The elementary functions are closures of one code per dtype: their keys hold the closures' constants.
     from fastnn.kernels.elementwise import FUNCTIONS
     assert FUNCTIONS["float64"]["tanh"].key != FUNCTIONS["float32"]["tanh"].key
