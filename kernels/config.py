@@ -239,12 +239,14 @@ def _compile_linked(context, func, sig, flags, key):
     cres = context.cached_internal_func.get((_compile_linked, key, sig))
     if cres is None:
         with global_compiler_lock:
-            cres = SUBROUTINES.load(context.codegen(), func, key, sig)
+            codegen = context.codegen()
+            path = SUBROUTINES.path(codegen, func, key, sig)
+            cres = SUBROUTINES.load(codegen, path, func.__name__, sig)
             if cres is None:
-                library = _LinkedOnly(context.codegen(), func.__name__)
+                library = _LinkedOnly(codegen, func.__name__)
                 cres = _Pipeline(context.typing_context, context, library, sig.args, sig.return_type,
                                  flags.copy(), {}).compile_extra(func)
-                SUBROUTINES.save(context.codegen(), func, key, sig, cres)
+                SUBROUTINES.save(path, sig, cres)
         context.cached_internal_func[(_compile_linked, key, sig)] = cres
     context.active_code_library.add_linking_library(cres.library)
     return cres
@@ -267,7 +269,8 @@ class SubroutineCache:
     def __init__(self):
         self._folder = {}
 
-    def _path(self, codegen, func, key, sig):
+    def path(self, codegen, func, key, sig):
+        """The file of func's entry for this key and signature (None: no cache folder can be written)."""
         folder = self._folder.get(func.__code__.co_filename)
         if folder is None:
             try:
@@ -281,8 +284,7 @@ class SubroutineCache:
                      codegen._tm_features, numba.config.OPT, numba.config.BOUNDSCHECK, key, str(sig)))
         return os.path.join(folder, hashlib.sha256(what.encode()).hexdigest() + ".bc")
 
-    def load(self, codegen, func, key, sig):
-        path = self._path(codegen, func, key, sig)
+    def load(self, codegen, path, name, sig):
         if path is None:
             return None
         try:
@@ -292,15 +294,14 @@ class SubroutineCache:
             module = llvm.parse_bitcode(bitcode)
         except Exception:  # no entry (or an unreadable one): compile
             return None
-        library = _LinkedOnly(codegen, func.__name__)
+        library = _LinkedOnly(codegen, name)
         library._final_module = module  # its functions are linked lazily (linkonce_odr), as callers need them
         fndesc = types.SimpleNamespace(mangled_name=info["name"], args=info["args"], argtypes=sig.args,
                                        restype=sig.return_type, noalias=False, inline=False)
         return types.SimpleNamespace(fndesc=fndesc, library=library)
 
-    def save(self, codegen, func, key, sig, cres):
+    def save(self, path, sig, cres):
         fndesc = cres.fndesc
-        path = self._path(codegen, func, key, sig)
         if (path is None or fndesc.noalias or fndesc.inline or tuple(fndesc.argtypes) != tuple(sig.args)
                 or fndesc.restype != sig.return_type):
             return  # what load would not give back as it was

@@ -531,8 +531,8 @@ def work_rows(d, h, k):
 @stage(inline="always")
 def _rows(work, d, h, k):
     """The block buffers inside one work array (work_rows(d, h, k) rows): XB (d), A1 (h), Z2, P, D3 (k each),
-    D2 (h), S (2), the samples' weights WB (1), and for D = 0 accumulate's scratch GW (d, h) in the rows after
-    them.
+    D2 (h), S (2), the samples' weights WB (1), and for wide inputs (WIDE) accumulate's scratch GW (d, h) in
+    the rows after them.
 
     D3 has rows of its own: written in place over P, the loops would not vectorise (the compiler cannot
     prove that two views of one buffer do not overlap, and falls back to scalar code). For BLAS, XB's rows
@@ -543,7 +543,7 @@ def _rows(work, d, h, k):
     a1, z2, p, d3, d2, s = d, d + h, d + h + k, d + h + 2 * k, d + h + 3 * k, d + 2 * h + 3 * k
     # Reshapes only where a variant needs them: each compiles a helper of Numba's (0.1-0.15 s).
     GW = work[:0]
-    if D == 0:
+    if WIDE:
         GW = work[s + 3:].reshape(-1)[: d * h].reshape((d, h))
     XB = work[:a1].reshape((work.shape[1], d)).T if BLAS else work[:a1]
     return XB, work[a1:z2], work[z2:p], work[p:d3], work[d3:d2], work[d2:s], work[s:s + 2], work[s + 2], GW
@@ -620,11 +620,11 @@ def _block_loss(Z2, P, S, yb, wb, m):
 def _block_size(A1, n):
     """Samples per block for a range of n samples: BLOCK, halved while the block's hidden activations A1
     would take more than BLOCK_BYTES, unless all n fit in one block (splitting so few samples costs more
-    than it saves), or the inputs are wide (D = 0: BLAS's products gain from long rows; on the loops of light
+    than it saves), or the inputs are wide (WIDE: BLAS's products gain from long rows; on the loops of light
     wide inputs, 6 inputs and 150 units, whole blocks measured no slower than halved ones). Depends on n, h,
-    the dtype and D, never on the thread count."""
+    the dtype and WIDE, never on the thread count."""
     size = BLOCK
-    while D > 0 and n > BLOCK and size > 64 and A1.shape[0] * size * A1.itemsize > BLOCK_BYTES:
+    while not WIDE and n > BLOCK and size > 64 and A1.shape[0] * size * A1.itemsize > BLOCK_BYTES:
         size //= 2
     return size
 
