@@ -15,7 +15,7 @@ from numba.core import types as nbtypes
 from numba.core.caching import FunctionCache, NullCache
 from numba.core.codegen import JITCodeLibrary
 from numba.core.compiler_lock import global_compiler_lock
-from numba.core.compiler_machinery import PassManager
+from numba.core.compiler_machinery import FunctionPass, PassManager, register_pass
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
@@ -45,8 +45,36 @@ class _Pipeline(compiler.CompilerBase):
         for cls, description in full.passes:
             if cls not in self.SKIP:
                 pipeline.add_pass(cls, description)
+            if cls is typed_passes.NopythonTypeInference:
+                pipeline.add_pass(_Typed, "tell TYPED's callback the subroutines called")
         pipeline.finalize()
         return [pipeline]
+
+
+# Python functions being compiled whose subroutine calls someone waits for: {py_func: callback}, called with
+# the (key, signature) of each subroutine the function calls, in the order it links them, once it is typed
+# (the engine's compile helper).
+TYPED = {}
+
+
+@register_pass(mutates_CFG=False, analysis_only=True)
+class _Typed(FunctionPass):
+    _name = "fastnn_typed"
+
+    def __init__(self):
+        FunctionPass.__init__(self)
+
+    def run_pass(self, state):
+        callback = TYPED.get(state.func_id.func)
+        if callback is not None:
+            calls = {}
+            for label in sorted(state.func_ir.blocks):  # in the order lowering visits them
+                for expr in state.func_ir.blocks[label].find_exprs("call"):
+                    for template in getattr(state.typemap[expr.func.name], "templates", ()):
+                        if hasattr(template.key, "linked") and expr in state.calltypes:
+                            calls[template.key.key, state.calltypes[expr]] = None
+            callback(list(calls))
+        return False
 
 
 # error_model='numpy' drops the ZeroDivisionError check that stops loops with a division from vectorising.
@@ -169,24 +197,31 @@ def subroutine(func, returns, fastmath=FASTMATH, key=None):
     argument types that gives it. key: what its code depends on besides the sources of the kernels and
     its argument types (for a variant's stage: the constants it reads; by default its qualified name and
     the values its closure holds).
-    Subroutines of one key and signature are compiled once per process, whichever variant calls them, and
-    kept on disk for the next process (see SubroutineCache).
+    A caller's code calls it by a name that the key and signature give (Subroutine), and its code is made
+    only when the caller is linked: once per key and signature in a process, whichever variant calls it,
+    and kept on disk for the next process (SubroutineCache), where another process may have made it
+    meanwhile (prepare).
     """
     flags = compiler.Flags()
     flags.nrt = False  # subroutines take arrays, never allocate: no reference counting
     flags.error_model = "numpy"
     flags.no_compile = flags.no_cpython_wrapper = flags.no_cfunc_wrapper = True  # called from kernels only
     flags.fastmath = cpu_options.FastMathOptions(set(fastmath))
-    # A name of its own in the machine code, so that variants' stages of one name stay apart.
-    func = types.FunctionType(func.__code__.replace(co_name=func.__qualname__, co_qualname=func.__qualname__),
-                              func.__globals__, func.__name__, func.__defaults__, func.__closure__)
     if key is None:  # its name, and what a closure holds (the dtype's constants of the elementary functions)
         key = (func.__module__, func.__qualname__, tuple(_describe(c.cell_contents) for c in func.__closure__ or ()))
     key = (key, tuple(sorted(fastmath)))
 
+    def linked(context, sig):
+        """The Subroutine of this signature, one per process (and target context)."""
+        table = context.cached_internal_func
+        if (Subroutine, key, sig) not in table:
+            table[Subroutine, key, sig] = Subroutine(context, func, sig, flags, key)
+        return table[Subroutine, key, sig]
+
     def codegen(context, builder, sig, args):
-        cres = _compile_linked(context, func, sig, flags, key)
-        return context.call_internal(builder, cres.fndesc, sig, args)
+        called = linked(context, sig)
+        context.active_code_library.add_linking_library(called)
+        return context.call_internal(builder, called.fndesc, sig, args)
 
     def typer(typingctx, *args):
         result = returns(*args) if callable(returns) and not isinstance(returns, nbtypes.Type) else returns
@@ -198,7 +233,54 @@ def subroutine(func, returns, fastmath=FASTMATH, key=None):
          scope)
     compiled = intrinsic(scope[func.__name__])
     compiled.key = key  # for the keys of the stages that call it (specialise)
+    compiled.linked = linked  # for prepare
     return compiled
+
+
+class Subroutine:
+    """A subroutine's code library for one signature, as its callers link it, made when first linked.
+
+    Its function's name in the machine code comes from a digest of everything its code depends on (see
+    SubroutineCache), not from Numba's count of the functions compiled in a process, so a caller's code is
+    made before the subroutine's, and code made in another process is linked by the same name: one name,
+    one code, which is what LLVM assumes of the linked functions it merges (linkonce_odr).
+    """
+
+    def __init__(self, context, func, sig, flags, key):
+        self._context, self._func, self._sig, self._flags = context, func, sig, flags
+        codegen = context.codegen()
+        self._path, digest = SUBROUTINES.path(codegen, func, key, sig)
+        self.name = f"fastnn.{func.__name__}.{digest[:32]}"
+        self.fndesc = types.SimpleNamespace(mangled_name=self.name, argtypes=sig.args, restype=sig.return_type,
+                                            args=func.__code__.co_varnames[:func.__code__.co_argcount],
+                                            noalias=False, inline=False)
+        self._library = None
+
+    def _ensure_finalized(self):
+        """Called when a caller adds it to its links: its code is made when the caller is linked."""
+
+    @property
+    def _reload_init(self):
+        return self.library._reload_init
+
+    def _get_module_for_linking(self):
+        return self.library._get_module_for_linking()
+
+    @property
+    def library(self):
+        """Its _LinkedOnly library: from SubroutineCache, else compiled (and saved there)."""
+        if self._library is None:
+            with global_compiler_lock:
+                codegen = self._context.codegen()
+                library = SUBROUTINES.load(codegen, self._path, self.name)
+                if library is None:
+                    library = _LinkedOnly(codegen, self.name)
+                    cres = _Pipeline(self._context.typing_context, self._context, library, self._sig.args,
+                                     self._sig.return_type, self._flags.copy(), {}).compile_extra(self._func)
+                    library._final_module.get_function(cres.fndesc.mangled_name).name = self.name
+                    SUBROUTINES.save(self._path, self.name, library)
+                self._library = library
+        return self._library
 
 
 def _link(library):
@@ -233,23 +315,14 @@ class _WrappersLinkedOnly(JITCodeLibrary):
             super().finalize()
 
 
-def _compile_linked(context, func, sig, flags, key):
-    """context.compile_subroutine(func, sig) into a _LinkedOnly library, kept per (key, signature) in the
-    same per-process table, and on disk (SubroutineCache)."""
-    cres = context.cached_internal_func.get((_compile_linked, key, sig))
-    if cres is None:
-        with global_compiler_lock:
-            codegen = context.codegen()
-            path = SUBROUTINES.path(codegen, func, key, sig)
-            cres = SUBROUTINES.load(codegen, path, func.__name__, sig)
-            if cres is None:
-                library = _LinkedOnly(codegen, func.__name__)
-                cres = _Pipeline(context.typing_context, context, library, sig.args, sig.return_type,
-                                 flags.copy(), {}).compile_extra(func)
-                SUBROUTINES.save(path, sig, cres)
-        context.cached_internal_func[(_compile_linked, key, sig)] = cres
-    context.active_code_library.add_linking_library(cres.library)
-    return cres
+def prepare(dispatcher, calls):
+    """Make the code of these subroutines of a kernel ((key, signature) pairs, as TYPED's callbacks get them)
+    into SubroutineCache, the last called first: what a helper process does while another compiles the
+    kernel and links them, the first called first (fastnn.engine._start_helper)."""
+    called = {value.key: value for value in dispatcher.py_func.__globals__.values() if hasattr(value, "linked")}
+    for key, sig in reversed(calls):
+        if key in called:
+            called[key].linked(dispatcher.targetctx, sig)._get_module_for_linking()
 
 
 class SubroutineCache:
@@ -260,17 +333,17 @@ class SubroutineCache:
 
     An entry is one file, named by a digest of all its code depends on: the sources of the kernels, the
     subroutine's key and signature, Numba's and llvmlite's versions, the CPU (its name and features), and
-    Numba's optimisation level and bounds checking (NUMBA_OPT, NUMBA_BOUNDSCHECK). It holds the function's
-    name in the machine code, its arguments' names and its module's bitcode, with everything it links
-    linked in. Files are written whole under another name, then renamed: a reader never sees a part of one,
-    and processes that save one entry at once write the same bytes.
+    Numba's optimisation level and bounds checking (NUMBA_OPT, NUMBA_BOUNDSCHECK); the digest also names the
+    function (Subroutine). It holds that name and the module's bitcode, with everything it links linked in.
+    Files are written whole under another name, then renamed: a reader never sees a part of one.
     """
 
     def __init__(self):
         self._folder = {}
 
     def path(self, codegen, func, key, sig):
-        """The file of func's entry for this key and signature (None: no cache folder can be written)."""
+        """The file of func's entry for this key and signature (None: no cache folder can be written), and
+        the digest that names it."""
         folder = self._folder.get(func.__code__.co_filename)
         if folder is None:
             try:
@@ -278,43 +351,42 @@ class SubroutineCache:
             except RuntimeError:  # no writable cache folder: compile every process
                 folder = ""
             self._folder[func.__code__.co_filename] = folder
-        if not folder:
-            return None
         what = repr((SOURCE, numba.__version__, llvmlite.__version__, codegen._get_host_cpu_name(),
                      codegen._tm_features, numba.config.OPT, numba.config.BOUNDSCHECK, key, str(sig)))
-        return os.path.join(folder, hashlib.sha256(what.encode()).hexdigest() + ".bc")
+        digest = hashlib.sha256(what.encode()).hexdigest()
+        return (os.path.join(folder, digest + ".bc") if folder else None), digest
 
-    def load(self, codegen, path, name, sig):
+    def load(self, codegen, path, name):
         if path is None:
             return None
         try:
             with open(path, "rb") as f:
                 header, bitcode = f.read().split(b"\n", 1)
-            info = json.loads(header)
             module = llvm.parse_bitcode(bitcode)
+            if header.decode() != name or module.get_function(name).is_declaration:
+                return None
         except Exception:  # no entry (or an unreadable one): compile
             return None
         library = _LinkedOnly(codegen, name)
         library._final_module = module  # its functions are linked lazily (linkonce_odr), as callers need them
-        fndesc = types.SimpleNamespace(mangled_name=info["name"], args=info["args"], argtypes=sig.args,
-                                       restype=sig.return_type, noalias=False, inline=False)
-        return types.SimpleNamespace(fndesc=fndesc, library=library)
+        return library
 
-    def save(self, path, sig, cres):
-        fndesc = cres.fndesc
-        if (path is None or fndesc.noalias or fndesc.inline or tuple(fndesc.argtypes) != tuple(sig.args)
-                or fndesc.restype != sig.return_type):
-            return  # what load would not give back as it was
-        bitcode = cres.library._get_module_for_linking().as_bitcode()  # with what it links
-        if cres.library._reload_init:  # code to run when loaded, which load does not know of
+    def save(self, path, name, library):
+        if path is None:
             return
-        header = json.dumps({"name": fndesc.mangled_name, "args": list(fndesc.args)}).encode()
+        bitcode = library._get_module_for_linking().as_bitcode()  # with what it links
+        if library._reload_init:  # code to run when loaded, which load does not know of
+            return
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             partial = f"{path}.{os.getpid()}.tmp"
-            with open(partial, "wb") as f:
-                f.write(header + b"\n" + bitcode)
-            os.replace(partial, path)
+            try:
+                with open(partial, "wb") as f:
+                    f.write(name.encode() + b"\n" + bitcode)
+                os.replace(partial, path)
+            finally:  # a process stopped while writing (the helper, see prepare) leaves nothing behind
+                if os.path.exists(partial):
+                    os.remove(partial)
         except OSError:  # a folder that cannot be written: the next process compiles it again
             pass
 

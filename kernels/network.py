@@ -37,6 +37,7 @@ import numpy as np
 from numba import prange
 from numba.core import types as nbtypes
 
+from . import config
 from .config import (BLOCK, BLOCK_BYTES, MATH_FASTMATH, TILE, UNROLL, blas_gemm, kernel, specialise, stage,
                      subroutine)
 from .elementwise import ACTIVATIONS, FUNCTIONS
@@ -103,7 +104,13 @@ def _build(act, out, dtype, inputs, binary, loop, parallel, solver, weighted, bl
     # when called, each into its own cache files.
     callable_stages = {name: kernel(clone, f"{tag}_callable") for name, clone in clones.items()
                        if not name.startswith("_")}
+    loops["run"].variant = (act, out, dtype, inputs, binary, loop, parallel, solver, weighted, blas)  # for prepare
     return types.SimpleNamespace(**callable_stages, run=loops["run"])
+
+
+def prepare(variant, calls):
+    """Make these subroutines of a variant's run into the disk cache (config.prepare); variant: run.variant."""
+    config.prepare(_build(*variant).run, calls)
 
 
 @stage(inline="always")

@@ -122,7 +122,7 @@ def test_a_subroutine_entry_on_disk_follows_the_sources_and_numba_settings(monke
     sig = numba.types.none(numba.types.int64)
 
     def path(key=("update", ())):
-        return config.SUBROUTINES.path(codegen, network.update, key, sig)
+        return config.SUBROUTINES.path(codegen, network.update, key, sig)[0]
 
     first = path()
     assert first is not None and first == path() != path(("update", (("SOLVER", "'adam'"),)))

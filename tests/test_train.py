@@ -7,6 +7,7 @@ Bad arguments to train() are test_validate.py's; the tutorial's own run is test_
 
 import itertools
 import json
+import os
 import pickle
 import queue
 import signal
@@ -617,6 +618,47 @@ def test_subroutines_compiled_by_another_variant_compute_the_bits_of_a_fresh_com
     for entry in folder.iterdir():
         entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])  # the header whole, half the code
     assert child(shared, "float32")[0] == child(fresh, "float32")[0]
+
+
+HELPED = """
+import hashlib, json, os, fastnn
+from fastnn import engine
+folder = os.path.join(engine.cache_dir(), "subroutines")
+helped, send = [], engine._send
+
+
+def send_and_wait(helper, calls):  # the helper's whole work is done before this process lowers the kernel
+    send(helper, calls)
+    helper.wait()
+    helped.append([helper.returncode, len(os.listdir(folder))])
+
+
+engine._send = send_and_wait
+X, y = fastnn.make_moons()
+m = fastnn.train(X, y, 3, passes=2000)
+digest = hashlib.sha256(m.theta.tobytes() + m.loss_history.tobytes()).hexdigest()
+print(digest, json.dumps(helped, separators=(",", ":")), len(os.listdir(folder)))
+"""
+
+
+@pytest.mark.slow
+def test_the_compile_helper_makes_every_subroutine_its_kernel_links(tmp_path):
+    """The helper process (engine._start_helper) is told the subroutines of the kernel being compiled once it is
+    typed, and makes each one the kernel links: when it has finished before the kernel is lowered, the kernel
+    compiles none of them, and computes the bits of a kernel compiled without a helper."""
+    def child(cache, **env):
+        r = subprocess.run([sys.executable, "-c", HELPED], capture_output=True, text=True, timeout=600,
+                           env=child_env(1, NUMBA_CACHE_DIR=str(cache), **env))
+        assert r.returncode == 0, r.stderr
+        digest, helped, files = r.stdout.split()
+        return digest, json.loads(helped), int(files)
+
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one core: no helper")
+    digest, helped, files = child(tmp_path / "helped", FASTNN_COMPILE_HELPER="1")
+    assert helped == [[0, files]] and files > 0  # the helper exited cleanly, and nothing was compiled after it
+    alone, none, _ = child(tmp_path / "alone", FASTNN_COMPILE_HELPER="0")
+    assert none == [] and alone == digest
 
 
 # --- Threads --------------------------------------------------------------------------------------------------
