@@ -7,7 +7,7 @@ empty folder (nothing compiled), "warm" right after with the same folder (everyt
 tutorial" rows start from a cache that holds only what ``fastnn train`` compiled, as a user who ran the
 tutorial and then moved to other data would. "first line" is the time until the process printed anything
 (the compile notice, on a cold start). Times are medians over ``--repeat`` rounds, each round with new
-folders.
+folders. Set FASTNN_COMPILE_HELPER=0 to measure compiles without the helper process (see the README).
 """
 import argparse
 import os
@@ -68,7 +68,9 @@ def main():
     names = args.only.split(",")
     with open("/proc/cpuinfo") as f:
         cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "?")
-    print(f"{time.strftime('%Y-%m-%d %H:%M')}  {cpu}, {len(os.sched_getaffinity(0))} CPUs")
+    helper = {"0": "off", "1": "on"}.get(os.environ.get("FASTNN_COMPILE_HELPER", ""), "unless the machine is busy")
+    print(f"{time.strftime('%Y-%m-%d %H:%M')}  {cpu}, {len(os.sched_getaffinity(0))} CPUs, "
+          f"compile helper (FASTNN_COMPILE_HELPER): {helper}")
     results = {name: [] for name in names}
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory() as tmp:

@@ -260,7 +260,9 @@ def _readonly(a: np.ndarray) -> np.ndarray:
 
 # Seconds one variant took to compile from an empty cache on the 2-core AMD EPYC development machine
 # (2026-12-07), by (parallel, wide): the tutorial's 3.4, wine's 6.3, `large`'s parallel 8.6, 16 inputs'
-# parallel 10.4. Less where other variants compiled subroutines it shares (kernels.config.SubroutineCache).
+# parallel 10.4. Less where other variants compiled subroutines it shares (kernels.config.SubroutineCache),
+# and with a compile helper (_start_helper): the tutorial's 2.2-2.4 s, the estimator on digits' 7.5-7.8 s
+# instead of 10.7 (whole processes).
 _COMPILE_SECONDS = {(False, False): 3, (False, True): 6, (True, False): 9, (True, True): 10}
 
 
@@ -297,11 +299,16 @@ def _start_helper(dispatcher):
     last called first, while this process compiles the kernel and then links them, the first called first,
     loading those the helper has made by then (kernels.config.prepare). The helper imports fastnn while this
     process types the kernel, which then tells it which subroutines to make (_send). The subroutines are about
-    two fifths of a variant's compile time. Only where a second core and a disk cache are there, and
-    FASTNN_COMPILE_HELPER is not "0". Returns the process, or None."""
+    two fifths of a variant's compile time.
+
+    Only where this process may use a second core and a disk cache is there; FASTNN_COMPILE_HELPER="0" never
+    starts one, "1" wherever it can, and by default not while the machine is busy (its load average over the
+    last minute at least its number of cores: a test suite's workers, say), where the helper would take a
+    core from other work. Returns the process, or None."""
     variant = getattr(dispatcher, "variant", None)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if (variant is None or cores < 2 or os.environ.get("FASTNN_COMPILE_HELPER") == "0"
+    setting = os.environ.get("FASTNN_COMPILE_HELPER", "")
+    if (variant is None or cores < 2 or setting == "0" or (setting != "1" and _busy(cores))
             or not isinstance(dispatcher._cache, kernels.KernelCache) or dispatcher.py_func in kernels.config.TYPED
             or not sys.executable or getattr(sys, "frozen", False)):  # no interpreter that runs "-c"
         return None
@@ -318,6 +325,13 @@ def _start_helper(dispatcher):
         return None
     kernels.config.TYPED[dispatcher.py_func] = functools.partial(_send, helper)
     return helper
+
+
+def _busy(cores: int) -> bool:
+    try:
+        return os.getloadavg()[0] >= cores
+    except (AttributeError, OSError):  # no load average (Windows)
+        return False
 
 
 _HELPER = ("import pickle, sys; path, variant = pickle.load(sys.stdin.buffer); sys.path[:] = path; "

@@ -3,6 +3,7 @@ and memory-mapped inputs on the same machine code, cache keys that follow every 
 ``fastnn.compile``."""
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -130,6 +131,27 @@ def test_a_subroutine_entry_on_disk_follows_the_sources_and_numba_settings(monke
     checked = path()
     monkeypatch.setattr(config, "SOURCE", config.SOURCE + "edited")
     assert len({first, checked, path()}) == 3
+
+
+def test_the_compile_helper_starts_where_a_core_is_free_or_where_it_is_asked_for(monkeypatch):
+    """FASTNN_COMPILE_HELPER: "0" never, "1" wherever a second core is there, by default not on a busy machine
+    (a load average of at least the number of cores)."""
+    run = kernels.build("tanh", "softmax", "float64", 2, 2, "block").run
+
+    def started(setting, load, cores=2):
+        monkeypatch.setenv("FASTNN_COMPILE_HELPER", setting)
+        monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+        helper = engine._start_helper(run)
+        if helper is None:
+            return False
+        assert config.TYPED.pop(run.py_func) is not None  # run tells the helper once it is typed
+        engine._stop_helper(helper)
+        return True
+
+    assert started("", 0.5) and not started("", 2.0)
+    assert started("1", 2.0) and not started("0", 0.5)
+    assert not started("1", 0.0, cores=1)
 
 
 def test_a_parallel_kernel_links_the_wrappers_of_its_loops_only(monkeypatch):
