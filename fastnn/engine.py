@@ -302,13 +302,12 @@ def _start_helper(dispatcher):
     two fifths of a variant's compile time.
 
     Only where this process may use a second core and a disk cache is there; FASTNN_COMPILE_HELPER="0" never
-    starts one, "1" wherever it can, and by default not while the machine is busy (its load average over the
-    last minute at least its number of cores: a test suite's workers, say), where the helper would take a
-    core from other work. Returns the process, or None."""
+    starts one, "1" wherever it can, and by default not while the machine is busy (_busy: a test suite's
+    workers, say), where the helper would take a core from other work. Returns the process, or None."""
     variant = getattr(dispatcher, "variant", None)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     setting = os.environ.get("FASTNN_COMPILE_HELPER", "")
-    if (variant is None or cores < 2 or setting == "0" or (setting != "1" and _busy(cores))
+    if (variant is None or cores < 2 or setting == "0" or (setting != "1" and _busy())
             or not isinstance(dispatcher._cache, kernels.KernelCache) or dispatcher.py_func in kernels.config.TYPED
             or not sys.executable or getattr(sys, "frozen", False)):  # no interpreter that runs "-c"
         return None
@@ -324,12 +323,15 @@ def _start_helper(dispatcher):
         _stop_helper(helper)
         return None
     kernels.config.TYPED[dispatcher.py_func] = functools.partial(_send, helper)
+    log.debug("compile helper started (process %d)", helper.pid)
     return helper
 
 
-def _busy(cores: int) -> bool:
+def _busy() -> bool:
+    """Whether the machine's load average over the last minute is at least its number of cores (both of the
+    whole machine: in a container limited to some of its cores, the load is still the host's)."""
     try:
-        return os.getloadavg()[0] >= cores
+        return os.getloadavg()[0] >= (os.cpu_count() or 1)
     except (AttributeError, OSError):  # no load average (Windows)
         return False
 

@@ -141,6 +141,7 @@ def test_the_compile_helper_starts_where_a_core_is_free_or_where_it_is_asked_for
     def started(setting, load, cores=2):
         monkeypatch.setenv("FASTNN_COMPILE_HELPER", setting)
         monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+        monkeypatch.setattr(os, "cpu_count", lambda: 2)
         monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
         helper = engine._start_helper(run)
         if helper is None:
