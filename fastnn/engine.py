@@ -305,9 +305,8 @@ def _start_helper(dispatcher):
     starts one, "1" wherever it can, and by default not while the machine is busy (_busy: a test suite's
     workers, say), where the helper would take a core from other work. Returns the process, or None."""
     variant = getattr(dispatcher, "variant", None)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     setting = os.environ.get("FASTNN_COMPILE_HELPER", "")
-    if (variant is None or cores < 2 or setting == "0" or (setting != "1" and _busy())
+    if (variant is None or cores() < 2 or setting == "0" or (setting != "1" and _busy())
             or not isinstance(dispatcher._cache, kernels.KernelCache) or dispatcher.py_func in kernels.config.TYPED
             or not sys.executable or getattr(sys, "frozen", False)):  # no interpreter that runs "-c"
         return None
@@ -325,6 +324,11 @@ def _start_helper(dispatcher):
     kernels.config.TYPED[dispatcher.py_func] = functools.partial(_send, helper)
     log.debug("compile helper started (process %d)", helper.pid)
     return helper
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _busy() -> bool:
@@ -364,8 +368,9 @@ def _stop_helper(helper) -> None:
     """Stop the helper, which exits between two Python statements (a file it writes is finished or removed),
     and collect its exit in a thread of its own: this process does not wait for it."""
     with contextlib.suppress(OSError):
-        helper.stdin.close()
         helper.terminate()
+    with contextlib.suppress(OSError):
+        helper.stdin.close()
     threading.Thread(target=helper.wait, daemon=True).start()
 
 
@@ -440,7 +445,7 @@ def compile(activations=("tanh",), outputs=("softmax",), dtypes=("float64", "flo
                                                       (False, True) if d > kernels.UNROLL else (False,)):
             variants[(act, out, np.dtype(dtype).name, d, k, loop, parallel, blas)] = None
     if processes is None:
-        processes = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        processes = cores()
     if processes == 1:  # in this process: a Dask worker, say, may not start processes of its own
         return [_compile_variant(v) for v in variants]
     context = multiprocessing.get_context("spawn")  # Numba's threading layer is not fork-safe

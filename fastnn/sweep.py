@@ -167,10 +167,6 @@ def _grid_values(values, name, convert):
     return values
 
 
-def _cores():
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def _flags(executor):
     """(the flag the sweep sets, what each run is given to read it, seconds between a run's asks).
 
@@ -281,7 +277,7 @@ def sweep(X: ArrayLike, y: ArrayLike, hidden: int | Sequence[int] = (1, 2, 3, 4,
             raise TypeError(f"sweep() sets {name} itself: {_OWN[name]}")
     if executor is not None and n_jobs is not None:
         raise ValueError("n_jobs sizes the built-in thread pool: give executor or n_jobs, not both")
-    n_jobs = _cores() if n_jobs is None else check.integer(n_jobs, "n_jobs")
+    n_jobs = engine.cores() if n_jobs is None else check.integer(n_jobs, "n_jobs")
 
     if train_kwargs.get("output") == "identity":
         raise ValueError("sweep() studies classifiers (it scores accuracy and plots decision boundaries): for "
