@@ -71,8 +71,8 @@ class Engine:
     def __call__(self, X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, P, optimiser=None,
                  weights=None, running=None, buffers=None):
         """optimiser: (state, settings) of a solver other than plain "sgd" (see optimiser_arrays); weights:
-        the samples' (n,), for a weighted variant; running: (passes,) float64 for each pass's training loss
-        (kernels' run); buffers: from make_buffers, for a caller that calls again and again."""
+        the samples' (n,), for a weighted variant; running: (r,) float64 for the training losses of the first r
+        passes (kernels' run); buffers: from make_buffers, for a caller that calls again and again."""
         args = arguments(X, y, order, theta, params, passes, batch, lr, reg, mean, evaluate, P, self.slots,
                          optimiser, weights, running, buffers)
         run = self.run

@@ -217,8 +217,8 @@ def build(act, out, dtype, d, k, loop, parallel=False, solver="sgd", weighted=Fa
 
     def run(X, y, weights, order, theta, params, passes, batch, lr, reg, mean, evaluate, work, labels, partials,
             losses, running, P, state, optimiser):
-        """Train theta in place for `passes` epochs (each epoch's training loss into running, if it has rows),
-        then evaluate; returns (epochs completed, L)."""
+        """Train theta in place for `passes` epochs (the training losses of the first len(running) epochs into
+        running), then evaluate; returns (epochs completed, L)."""
         n, d = X.shape
         h, k = params[2].shape
         count = np.sum(weights, dtype=np.float64) if weighted else n
@@ -228,12 +228,12 @@ def build(act, out, dtype, d, k, loop, parallel=False, solver="sgd", weighted=Fa
                 for b in range(0, n, batch):
                     m = min(batch, n - b)
                     XB, A1, Z2, Pb, S, yb, wb = forward(X, y, weights, order, e, b, m, params)
-                    if running.shape[0]:
+                    if e < running.shape[0]:
                         epoch_loss += sample_losses(Z2, Pb, S, yb, wb, m) + penalty(params, reg)
                     output_delta(Pb, yb, wb, m, Pb)
                     G = np.zeros((1, theta.size))  # the batch's one partial
                     backward(XB, A1, Pb, m, params[2], np.empty_like(A1), G[0], None)
-                    if running.shape[0] and b + m == n:  # before the last step, which may stop the run
+                    if e < running.shape[0] and b + m == n:  # before the last step, which may stop the run
                         running[e] = epoch_loss / count
                     size = np.sum(wb, dtype=np.float64) if weighted else m
                     scale = (1.0 / size if size > 0 else 0.0) if mean else 1.0  # no weight: no step (run's)

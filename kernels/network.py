@@ -571,12 +571,11 @@ def _forward_block(X, y, weights, order, e, start, m, params, rows, yb):
 
 
 @stage(inline="always")
-def _grad_range(X, y, weights, order, e, start, stop, params, rows, yb, G, track, final, out):
-    """G += the gradient sums of the samples start..stop-1 (of order[e], if order has rows), block by block;
-    returns the sum of their losses (_block_loss) when track, else 0. final: the forward stages only, in
-    the evaluation's blocks (see run), with the outputs into out when it has rows."""
+def _grad_range(X, y, weights, order, e, start, stop, size, params, rows, yb, G, track, final, out):
+    """G += the gradient sums of the samples start..stop-1 (of order[e], if order has rows), in blocks of
+    `size`; returns the sum of their losses (_block_loss) when track, else 0. final: the forward stages only,
+    with the outputs into out when it has rows."""
     XB, A1, Z2, P, D3, D2, S, WB, GW = rows
-    size = _block_size(A1, X.shape[0] if final else stop - start)
     total = 0.0
     for b in range(start, stop, size):
         m = min(size, stop - b)
@@ -668,10 +667,11 @@ def run(X, y, weights, order, theta, params, passes, batch, lr, reg, mean, evalu
 
     Training: each epoch visits order[e] (or 0..n-1 if order has no rows) in batches of `batch` samples, one update
     per batch (the full batch is batch = n); mean: scale gradients by 1/batch size (by 0 for a batch of weight 0).
-    It stops early, returning (the epoch, NaN), when the parameters stop being finite. When running has rows, the
-    training loss of epoch e goes to running[e], computed by the training itself (scikit-learn's MLPs' loss_curve_):
-    (sum over its batches of their samples' losses and reg/2 (|W1|^2 + |W2|^2) at the batch's start) / n; for the
-    full batch, the loss of the parameters the epoch started from. It is written before the epoch's last step, so
+    It stops early, returning (the epoch, NaN), when the parameters stop being finite. For the first len(running)
+    epochs (all, or the first only), the training loss of epoch e goes to running[e], computed by the training
+    itself (scikit-learn's MLPs' loss_curve_): (sum over its batches of their samples' losses and reg/2 (|W1|^2 +
+    |W2|^2) at the batch's start) / n; for the full batch in natural order, the loss of the parameters the epoch
+    started from, the bits of their evaluation (grad_tiles). It is written before the epoch's last step, so
     that it is there even when that step stops the run. Evaluation: L = (sum of per-sample losses + reg/2 (|W1|^2 +
     |W2|^2)) / n when evaluate (else 0), and the outputs into P when it has rows. WEIGHTED: each sample's delta and
     loss are times its weight, and the batch size and n above are the sums of the weights (scikit-learn's
@@ -682,7 +682,7 @@ def run(X, y, weights, order, theta, params, passes, batch, lr, reg, mean, evalu
     for; weights (n,) (WEIGHTED) or (0,); order (E, n) or (0, 0); params: the views (W1 (d, h), b1 (h,),
     W2 (h, k), b2 (k,)) of the flat theta; work (slots, work_rows(d, h, k), BLOCK) and labels (slots, BLOCK)
     (identity: (slots, k, BLOCK) of X's dtype): buffers; partials (tiles of a batch, theta.size),
-    zero; losses (at least the tiles of n and of a batch); running (passes,) float64 or (0,); P (n, k) or
+    zero; losses (at least the tiles of n and of a batch); running (r,) float64, r <= passes; P (n, k) or
     (0, k); state, optimiser: the optimiser's, updated in place (see update).
     """
     n, d = X.shape
@@ -692,7 +692,6 @@ def run(X, y, weights, order, theta, params, passes, batch, lr, reg, mean, evalu
     rows0 = _rows(work[0], d, h, k)
     XB, A1, Z2, Pb, D3, D2, S, WB, GW = rows0
     reload = order.shape[0] > 0 or batch < n  # else the one block stays in the buffers from pass to pass
-    track = running.shape[0] > 0
     labelled, outputs = evaluate and y.shape[0] > 0, P.shape[0] > 0
     ntiles, T = _n_tiles(n, d, h)
     # The evaluation is one more pass (final) through the training's own calls of the forward stages, in
@@ -708,6 +707,7 @@ def run(X, y, weights, order, theta, params, passes, batch, lr, reg, mean, evalu
             last = passes + 1
     for e in range(last):
         final = e == passes
+        track = e < running.shape[0]
         epoch_loss = 0.0
         if final:
             for t in range(ntiles):
@@ -749,7 +749,7 @@ def run(X, y, weights, order, theta, params, passes, batch, lr, reg, mean, evalu
             if track:
                 epoch_loss += _penalty(theta, d, h, k, reg, order)
                 if stop == n:  # complete before the epoch's last step, and kept if that step diverges
-                    running[e] = epoch_loss / (_weight_sum(weights, order[:0], 0, 0, n) if WEIGHTED else n)
+                    running[e] = _per_sample(epoch_loss, _weight_sum(weights, order[:0], 0, 0, n) if WEIGHTED else n)
             scale = 1.0
             if mean:
                 # (Not named size: that is the evaluation's block size, used after the training's last batch.)
@@ -785,7 +785,15 @@ def run(X, y, weights, order, theta, params, passes, batch, lr, reg, mean, evalu
         return passes, 0.0
     total = _ordered_sum(losses, order[:0], 0, 0, ntiles, False)
     count = _weight_sum(weights, order[:0], 0, 0, n) if WEIGHTED else n
-    return passes, (total + _penalty(theta, d, h, k, reg, order)) / count
+    return passes, _per_sample(total + _penalty(theta, d, h, k, reg, order), count)
+
+
+@stage(returns=nbtypes.float64, fastmath=MATH_FASTMATH)
+def _per_sample(total, count):
+    """total / count, compiled without run's 'arcp' (which lets LLVM divide by a multiply with the
+    reciprocal): inlined as run's own code, the training's loss (in the loop over epochs) and the evaluation's
+    came out 1 ulp apart (measured), and train() takes one for the other."""
+    return total / count
 
 
 @stage(inline="always")
@@ -834,16 +842,22 @@ def _term(values, order, e, j, squared):
 @stage(inline="always")
 def grad_tiles(X, y, weights, order, e, start, stop, params, work, labels, partials, losses, track, final, out):
     """partials[t] += the gradient sums of tile t of samples start..stop-1, tiles spread over the slots, and
-    losses[t] = the sum of its samples' losses when track; final: the forward stages only (_grad_range)."""
+    losses[t] = the sum of its samples' losses when track; final: the forward stages only (_grad_range).
+
+    Every tile's blocks are those of the whole range (_block_size of stop - start), its last tile's too: so a
+    full batch's training pass and the evaluation (the final pass over 0..n-1) make the same blocks and sum
+    the same losses in the same order, and a pass's training loss is, to the bit, the evaluation of the
+    parameters it started from (train()'s checkpoints take one for the other)."""
     d, h, k = X.shape[1], params[0].shape[1], params[2].shape[1]
     nslots = work.shape[0]
     ntiles, T = _n_tiles(stop - start, d, h)
     for s in prange(nslots):
         rows = _rows(work[s], d, h, k)
+        size = _block_size(rows[1], stop - start)
         for t in range(s, ntiles, nslots):
             G = partials[0] if final else partials[t]  # final: no gradient, and fewer partials than n's tiles
-            losses[t] = _grad_range(X, y, weights, order, e, start + t * T, min(start + (t + 1) * T, stop), params,
-                                    rows, labels[s], G, track, final, out)
+            losses[t] = _grad_range(X, y, weights, order, e, start + t * T, min(start + (t + 1) * T, stop), size,
+                                    params, rows, labels[s], G, track, final, out)
 
 
 # SplitMix64 (Steele, Lea and Flood, 2014): the increment of its state, and its finaliser's multipliers.

@@ -496,6 +496,45 @@ def test_full_batch_running_loss_starts_from_the_first_pass(moons, monkeypatch, 
     assert info.value.at == 0
 
 
+# Full batches of one block, of tiles (the last of 1000 samples, blocks halved for h = 40), on threads where
+# the machine has them; float32, weighted, and identity outputs; the reference.
+CHECKPOINT_CASES = {
+    "block": dict(n=200), "tiles": dict(n=kernels.TILE + 1000, h=40), "parallel": dict(n=N_PARALLEL, h=40),
+    "float32": dict(n=N_PARALLEL, h=40, dtype="float32"), "weighted": dict(n=kernels.TILE + 1000, weighted=True),
+    "identity": dict(n=300, output="identity"), "numpy": dict(n=300, backend="numpy"),
+}
+
+
+@pytest.mark.parametrize("case", list(CHECKPOINT_CASES))
+def test_checkpoint_losses_come_from_the_next_pass_to_the_bit(case, monkeypatch):
+    """Full batches in natural order: the loss of the parameters after pass p is what pass p + 1's forward
+    computes, so train() evaluates only at the end; the loss it records after p passes has the bits of a
+    p-pass run's final evaluation (the training's blocks and sums are the evaluation's)."""
+    c = dict(dict(h=5, dtype="float64", output="softmax", backend="numba", weighted=False), **CHECKPOINT_CASES[case])
+    rng = np.random.default_rng(3)
+    if c["output"] == "identity":
+        X, y = smooth_targets(c["n"])
+    else:
+        X, y = fastnn.make_moons(c["n"], random_state=1)
+    settings = dict(reduction="mean", lr=0.5, dtype=c["dtype"], output=c["output"], backend=c["backend"],
+                    sample_weight=rng.uniform(0.1, 3, c["n"]) if c["weighted"] else None)
+    evaluations = []
+    call = engine.Engine.__call__
+
+    def counted(self, *args, **kw):
+        evaluations.append(args[10])  # evaluate
+        return call(self, *args, **kw)
+
+    monkeypatch.setattr(engine.Engine, "__call__", counted)
+    long = fastnn.train(X, y, c["h"], passes=6, loss_every=1, **settings)
+    assert evaluations.count(True) == 1 and len(evaluations) == 6  # a call a checkpoint, the last evaluates
+    assert long.loss_history[:, 0].tolist() == list(range(7))
+    for p in range(6):
+        short = fastnn.train(X, y, c["h"], passes=max(p, 1), **settings)
+        expected = short.loss_history[0 if p == 0 else -1]
+        assert long.loss_history[p].tolist() == expected.tolist(), p
+
+
 # --- Determinism ----------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("run", RUNS)
