@@ -158,25 +158,26 @@ def kernel(func, variant="", **options):
         dispatcher._cache = KernelCache(dispatcher.py_func, variant)
     except RuntimeError:  # no writable cache folder (read-only install, no home): compile every process
         dispatcher._cache = NullCache()
-    if options.get("parallel"):
-        dispatcher.compile = functools.partial(_compile_parallel, dispatcher, dispatcher.compile)
+    dispatcher.compile = functools.partial(_compile_kernel, dispatcher, dispatcher.compile)
     return dispatcher
 
 
-def _compile_parallel(dispatcher, compile, sig):
-    """A parallel kernel's compile(sig), with the wrappers of its parallel loops linked into it only.
+def _compile_kernel(dispatcher, compile, sig):
+    """A kernel's compile(sig), with the code libraries made meanwhile of _KernelLibrary's class: their
+    functions prefer 512-bit vectors (WIDE_VECTORS), and the wrappers of a parallel kernel's loops are linked
+    into it only.
 
     Numba compiles each parallel loop's body, then two wrappers around it, each in a library of its own that
     links the body, is optimised whole and made into machine code, and then the kernel, which links them
     all and is optimised whole again: the body was optimised and compiled to machine code three times before
     the kernel's own time. The kernel calls the wrappers only by linking them, so while it compiles their
-    libraries are linked only (_WrappersLinkedOnly): a third less compile time for a parallel variant
-    (digits' 16 -> 11 s, measured), the same machine code in the end.
+    libraries are linked only: a third less compile time for a parallel variant (digits' 16 -> 11 s,
+    measured), the same machine code in the end.
     """
     codegen = dispatcher.targetctx.codegen()
     with global_compiler_lock:  # no other compilation while the codegen makes these libraries
         own = codegen.__dict__.get("_library_class")
-        codegen._library_class = _WrappersLinkedOnly
+        codegen._library_class = _KernelLibrary
         try:
             return compile(sig)
         finally:
@@ -290,6 +291,22 @@ def _link(library):
     library._finalized = True
 
 
+# LLVM's tuning for Intel's AVX-512 server CPUs prefers 256-bit vectors (against the lower clock of 512-bit
+# code on the early ones); for AMD's Zen 4 it takes 512. fastnn's loops are long runs of floating-point work,
+# which 512-bit vectors did 1.2-1.3x faster on both: on a Zen 4, `large`'s pass, `seed` and an evaluation, with
+# 256-bit code forced; on a Sapphire Rapids-class Xeon, the tanh of the kernels (docs/DESIGN.md, facts). So
+# every function fastnn compiles prefers 512-bit vectors itself (LLVM's function attribute, as clang's
+# -mprefer-vector-width=512 sets it), and Numba's settings, and the code of everyone else's Numba functions,
+# stay as they are. Where the CPU has no AVX-512 its widest vectors remain the limit.
+WIDE_VECTORS = '"prefer-vector-width"="512"'
+
+
+def _prefer_wide_vectors(ir_module):
+    for function in ir_module.functions:
+        if not function.is_declaration:
+            set.add(function.attributes, WIDE_VECTORS)  # llvmlite's add() takes only attributes it knows
+
+
 class _LinkedOnly(JITCodeLibrary):
     """The code library of a subroutine: its LLVM code, linked into its callers and optimised there, never
     on its own. Numba's own subroutine libraries are optimised as whole modules and made into machine code
@@ -298,14 +315,23 @@ class _LinkedOnly(JITCodeLibrary):
 
     finalize = _link
 
+    def add_ir_module(self, ir_module):
+        _prefer_wide_vectors(ir_module)
+        super().add_ir_module(ir_module)
+
 
 # How Numba names the libraries of a parallel loop's two wrappers (the second is the repr of its builder).
 WRAPPER_LIBRARIES = ("parallelgufuncwrapper", "<numba.np.ufunc.wrappers._GufuncWrapper")
 
 
-class _WrappersLinkedOnly(JITCodeLibrary):
-    """The code libraries made while a parallel kernel compiles: the wrappers of its parallel loops
-    (WRAPPER_LIBRARIES) are linked only, every other library is finalised as Numba's own are."""
+class _KernelLibrary(JITCodeLibrary):
+    """The code libraries made while a kernel compiles: their functions prefer 512-bit vectors; the wrappers of
+    a parallel kernel's loops (WRAPPER_LIBRARIES) are linked only, every other library is finalised as Numba's
+    own are."""
+
+    def add_ir_module(self, ir_module):
+        _prefer_wide_vectors(ir_module)
+        super().add_ir_module(ir_module)
 
     def finalize(self):
         if self.name.startswith(WRAPPER_LIBRARIES):

@@ -156,7 +156,7 @@ def test_the_compile_helper_starts_where_a_core_is_free_or_where_it_is_asked_for
 
 
 def test_a_parallel_kernel_links_the_wrappers_of_its_loops_only(monkeypatch):
-    """The compile-time saving of config._compile_parallel relies on how Numba names the libraries of a
+    """The compile-time saving of config._compile_kernel relies on how Numba names the libraries of a
     parallel loop's wrappers: if a Numba release renames them, this fails instead of the saving vanishing."""
     linked = []
     link = config._link
@@ -174,6 +174,66 @@ def test_a_parallel_kernel_links_the_wrappers_of_its_loops_only(monkeypatch):
     for wrapper in config.WRAPPER_LIBRARIES:  # both wrappers were made, and linked only
         assert any(name.startswith(wrapper) for name in linked), (wrapper, linked)
     assert "_library_class" not in vars(run.targetctx.codegen())  # the codegen's own libraries again
+
+
+def test_every_function_of_a_kernel_prefers_512_bit_vectors():
+    """Its own functions, its parallel loop's and a subroutine's it links (tanh): all carry the attribute that
+    makes LLVM vectorise them 512 bits wide where the CPU has AVX-512, whatever its tuning prefers."""
+    tanh = kernels.elementwise.FUNCTIONS["float64"]["tanh"]
+
+    def fill(out):
+        for i in numba.prange(out.size):
+            out[i] = tanh(i / out.size)
+
+    run = config.kernel(fill, "test", parallel=True)
+    run._cache = NullCache()
+    out = np.zeros(1000)
+    run(out)
+    np.testing.assert_allclose(out, np.tanh(np.arange(1000) / 1000), rtol=1e-15)
+    module = run.overloads[run.signatures[0]].library._final_module
+    defined = [f for f in module.functions if not f.is_declaration]
+    assert len(defined) >= 3  # the kernel, its loop's body and wrapper at least
+    for function in defined:
+        assert config.WIDE_VECTORS.encode() in b" ".join(bytes(a) for a in function.attributes), function.name
+
+
+def _has_avx512():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return " avx512f" in f.read()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _has_avx512(), reason="512-bit vectors need AVX-512")
+def test_kernels_use_512_bit_vectors_where_the_cpu_tuning_prefers_256(tmp_path):
+    """LLVM's tuning for Intel's AVX-512 server CPUs prefers 256-bit vectors; here it is imposed on this CPU
+    (NUMBA_CPU_FEATURES with +prefer-256-bit), and a kernel compiled afresh still runs its loop on zmm
+    registers, where Numba's own functions in the same process get ymm ones."""
+    script = """
+import re, numba, numpy as np
+from fastnn import kernels
+x = np.linspace(-5, 5, 4096); out = np.empty_like(x)
+kernels.tanh_array(x, out)
+@numba.njit(fastmath=True, error_model="numpy")
+def scale(x, out):
+    for i in range(x.size):
+        out[i] = 2.5 * x[i] + 1.0
+scale(x, out)
+for f in (kernels.tanh_array, scale):
+    asm = f.inspect_asm(f.signatures[0])
+    print(len(re.findall("zmm", asm)), len(re.findall("ymm", asm)))
+"""
+    import llvmlite.binding as llvm
+
+    features = llvm.get_host_cpu_features().flatten() + ",+prefer-256-bit"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                         env=child_env(NUMBA_CPU_FEATURES=features, NUMBA_CACHE_DIR=str(tmp_path),
+                                       FASTNN_COMPILE_HELPER="0"))
+    assert out.returncode == 0, out.stderr
+    (kernel_zmm, _), (numba_zmm, numba_ymm) = [tuple(map(int, line.split())) for line in out.stdout.split("\n")[:2]]
+    assert kernel_zmm > 0
+    assert numba_zmm == 0 and numba_ymm > 0  # the tuning held for the rest of the process
 
 
 def test_the_notice_goes_to_the_fastnn_logger_when_logging_is_configured(caplog, capsys):
