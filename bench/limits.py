@@ -224,16 +224,19 @@ def fastnn_ms(name, repeat=5):
 
 
 def cpu_model():
-    """The CPU, its widest vector extension, and the CPU LLVM compiles for: the head of every table."""
+    """The CPU, its widest vector extension, the CPU LLVM compiles for, and the vector width of fastnn's kernels
+    (which prefer 512-bit vectors where there are any, kernels.config.WIDE_VECTORS): the head of every table."""
     import llvmlite.binding as llvm
 
     with open("/proc/cpuinfo") as f:
         text = f.read()
     model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "?")
     flags = next((line for line in text.splitlines() if line.startswith("flags")), "")
-    width = "AVX-512" if " avx512f" in flags else "AVX2" if " avx2" in flags else "SSE"
-    features = os.environ.get("NUMBA_CPU_FEATURES") or "its default vector width"
-    return f"{model} ({width}; LLVM targets {llvm.get_host_cpu_name()}, {features})"
+    width, bits = ("AVX-512", 512) if " avx512f" in flags else ("AVX2", 256) if " avx2" in flags else ("SSE", 128)
+    features = os.environ.get("NUMBA_CPU_FEATURES")
+    settings = f"NUMBA_CPU_FEATURES={features}" if features else "the host's features"
+    return (f"{model} ({width}; LLVM targets {llvm.get_host_cpu_name()} with {settings}; "
+            f"fastnn's kernels {bits}-bit vectors)")
 
 
 def main():
