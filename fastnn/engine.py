@@ -305,7 +305,11 @@ def _start_helper(dispatcher):
     starts one, "1" wherever it can, and by default not while the machine is busy (_busy: a test suite's
     workers, say), where the helper would take a core from other work. Returns the process, or None."""
     variant = getattr(dispatcher, "variant", None)
-    setting = os.environ.get("FASTNN_COMPILE_HELPER", "")
+    setting = os.environ.get("FASTNN_COMPILE_HELPER", "").strip()
+    if setting not in ("", "0", "1"):
+        warnings.warn(f"FASTNN_COMPILE_HELPER={setting!r} is neither 0 (no compile helper) nor 1 (a helper whatever "
+                      "the load): the default applies (a helper unless the machine is busy)", RuntimeWarning,
+                      stacklevel=2)
     if (variant is None or cores() < 2 or setting == "0" or (setting != "1" and _busy())
             or not isinstance(dispatcher._cache, kernels.KernelCache) or dispatcher.py_func in kernels.config.TYPED
             or not sys.executable or getattr(sys, "frozen", False)):  # no interpreter that runs "-c"

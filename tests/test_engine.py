@@ -153,6 +153,8 @@ def test_the_compile_helper_starts_where_a_core_is_free_or_where_it_is_asked_for
     assert started("", 0.5) and not started("", 2.0)
     assert started("1", 2.0) and not started("0", 0.5)
     assert not started("1", 0.0, cores=1)
+    with pytest.warns(RuntimeWarning, match="FASTNN_COMPILE_HELPER='yes' is neither 0"):
+        assert started("yes", 0.5) and not started("yes", 2.0)  # the default, said to be
 
 
 def test_a_parallel_kernel_links_the_wrappers_of_its_loops_only(monkeypatch):
