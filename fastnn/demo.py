@@ -40,7 +40,7 @@ def tutorial_models(X: ArrayLike, y: ArrayLike, hidden: Sequence[int] = HIDDEN, 
     """
     passes = check.integer(passes, "passes")
     return sweep(X, y, hidden, passes=passes, n_jobs=n_jobs, progress=progress,
-                 loss_every=max(1, passes // 100))
+                 loss_every=max(1, passes // 100), judge_end=False)  # models wherever they end, as build_model's
 
 
 def tutorial_figure(models: SweepResult | Sequence[Model], X: ArrayLike, y: ArrayLike) -> Any:
@@ -143,7 +143,7 @@ def run(out: str | os.PathLike = "fastnn-demo", passes: int = 20000, n_jobs: int
         f"on the other {len(X_test)}, held out:")
     start = time.perf_counter()
     held = sweep(X_train, y_train, HIDDEN, test=(X_test, y_test), passes=passes, n_jobs=n_jobs,
-                 progress=progress)
+                 progress=progress, judge_end=False)
     log("   " + held.table().replace("\n", "\n   "))
     log(f"   {len(held)} trainings in {time.perf_counter() - start:.2f} s")
     held.to_csv(files["sweep"])

@@ -145,7 +145,7 @@ def train(X: ArrayLike, y: ArrayLike, hidden: int = 3, *, passes: int = 20000, l
           stop: Flag | None = None, solver: str = "sgd", momentum: float = 0.0, nesterov: bool = False,
           beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8,
           sample_weight: ArrayLike | None = None, init_scheme: str = "tutorial",
-          running_loss: bool = False) -> Model:
+          running_loss: bool = False, judge_end: bool = True) -> Model:
     """Train a one-hidden-layer network by gradient descent.
 
     Parameters
@@ -221,6 +221,11 @@ def train(X: ArrayLike, y: ArrayLike, hidden: int = 3, *, passes: int = 20000, l
         that costs a forward pass over the data per record (half a pass's arithmetic; for MNIST-shaped data
         and a record each pass, a third of the time). A full batch in the order of X computes it in the
         next pass's forward, to the same bits, so only the run's last loss costs an evaluation.
+    judge_end : bool
+        Apply the rule on where the run ended (see Raises): False returns the model of a run that ended at
+        or above the trivial loss and above its start, as the tutorial's code returns whatever its passes
+        made (a run of a pass or a few with large steps may end there on its way down). The rules on the
+        run's course apply either way.
 
     Returns
     -------
@@ -243,9 +248,10 @@ def train(X: ArrayLike, y: ArrayLike, hidden: int = 3, *, passes: int = 20000, l
     s = _settings(hidden, passes, lr, reg, seed, activation, output, reduction, batch_size, backend, loss_every,
                   shuffle, n_threads, init, stop, solver, momentum, nesterov, beta_1, beta_2, epsilon, init_scheme,
                   running_loss)
+    judge_end = check.flag(judge_end, "judge_end")
     session = Session(X, y, s, dtype, n_classes, init, stop, sample_weight)
     session.advance(s.passes, progress=progress)
-    return session.finish()
+    return session.finish(judge=judge_end)
 
 
 class Session:

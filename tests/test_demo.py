@@ -83,6 +83,17 @@ def test_tutorial_figure_layout(moons):
         demo.tutorial_figure([result.rows[0]["model"]] * 11, X, y)
 
 
+def test_a_few_passes_give_the_models_build_model_gives(moons):
+    """One pass: H = 50's first step overshoots, and its run ends above where it started; the figure shows
+    that model, as the tutorial's code returns it (train() would refuse it)."""
+    X, y = moons
+    result = demo.tutorial_models(X, y, passes=1)
+    for row in result.rows:
+        np.testing.assert_array_equal(row["model"].theta, flat(tutorial.build_model(X, y, row["hidden"], 1)))
+    with pytest.raises(fastnn.DivergenceError, match="ended at"):
+        fastnn.train(X, y, 50, passes=1)
+
+
 def test_full_runs_are_build_models(moons):
     """At the tutorial's 20000 passes each panel's model is tutorial.build_model's, bit for bit."""
     X, y = moons

@@ -415,6 +415,18 @@ def test_sum_reduction_on_large_n_diverges(moons20000, backend):
     assert info.value.at == 200 and info.value.lr == 0.01 and info.value.n == 20000
 
 
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_judge_end_false_returns_a_run_that_ended_above_its_start(moons20000, backend):
+    """The run above, with the rule on where it ended left out: its model, whose last loss is above its first;
+    the rules on a run's course still stop a run whose parameters stop being finite."""
+    X, y = moons20000
+    model = fastnn.train(X, y, 3, passes=200, loss_every=50, reduction="sum", lr=0.01, backend=backend,
+                         n_threads=1, judge_end=False)
+    assert model.loss_history[-1, 0] == 200 and model.loss_history[-1, 1] > model.loss_history[0, 1]
+    with pytest.raises(fastnn.DivergenceError, match="NaN or inf|loss became"):
+        fastnn.train(X[:200] * 1e150, y[:200], 3, passes=1000, activation="relu", backend=backend, judge_end=False)
+
+
 def test_exploding_loss_stops_early(moons20000):
     # With relu the weights grow geometrically: a loss of 1e24 by pass 1000 while still finite.
     X, y = moons20000

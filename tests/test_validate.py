@@ -83,6 +83,7 @@ TRAIN_CASES = {
     "dtype nonsense": (dict(dtype="double precision please"), TypeError, "dtype"),
     "init not a Model": (dict(init={"W1": 0}), TypeError, "init"),
     "shuffle not bool": (dict(shuffle="no", batch_size=10), TypeError, "shuffle"),
+    "judge_end not bool": (dict(judge_end="no"), TypeError, "judge_end"),
 }
 
 
