@@ -277,10 +277,11 @@ class Session:
             raise ValueError(f"init has {init.n_features} features and {init.hidden} hidden units; "
                              f"X has {d} features and hidden={s.hidden}")
         self.batch = n if s.batch_size is None else min(s.batch_size, n)
+        self.shuffled = s.batch_size is not None and s.shuffle  # each pass visits the samples in a drawn order
         self.run = engine.plan(s.backend, s.activation, s.output, X.dtype, d, s.hidden, k, n, self.batch,
                                s.n_threads, s.kernel_solver, weights is not None)
         _check_memory(n, d, s.hidden, k, self.batch, X.dtype, self.run.slots,
-                      shuffled=s.batch_size is not None and s.shuffle, moments=0 if s.kernel_solver == "sgd" else 2)
+                      shuffled=self.shuffled, moments=0 if s.kernel_solver == "sgd" else 2)
         self.theta = (init_params(d, s.hidden, k, s.seed, X.dtype, s.init_scheme, s.activation) if init is None
                       else init.theta.astype(X.dtype))
         self.s, self.X, self.y, self.k, self.weights, self.stop, self.init = s, X, y, k, weights, stop, init
@@ -300,7 +301,7 @@ class Session:
         # grad_tiles), so every checkpoint but an advance's last takes its loss from the next call's first pass
         # (fused; pending: the pass whose loss that call gives). An evaluation costs three quarters of a pass
         # (34 against 44 ms, 1,000,000 samples, H = 64), and a run of fewer than 200 passes checks every pass.
-        self.fused = self.batch == n and not s.running_loss and not (s.batch_size is not None and s.shuffle)
+        self.fused = self.batch == n and not s.running_loss and not self.shuffled
         self.pending = self.done if self.fused else None
         if self.batch < n or not (s.running_loss or self.fused):
             self._start(self._call(0, True, s.lr)[1])
@@ -315,8 +316,7 @@ class Session:
         """The next `passes` passes at rate lr, then (evaluate) the loss: (passes completed, loss, the training
         losses of the first `track` passes or None)."""
         s, n = self.s, self.X.shape[0]
-        shuffled = s.batch_size is not None and s.shuffle and passes
-        order = orders(s.seed, self.done + self.at, passes, n, s.backend) if shuffled else _NO_ORDER
+        order = orders(s.seed, self.done + self.at, passes, n, s.backend) if self.shuffled and passes else _NO_ORDER
         running = np.empty(track) if track else None
         done, loss = self.run(self.X, self.y, order, self.theta, self.params, passes, self.batch, lr, s.reg,
                               s.reduction == "mean", evaluate, self._no_outputs, self.optimiser, self.weights, running,

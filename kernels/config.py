@@ -301,13 +301,17 @@ def _link(library):
 WIDE_VECTORS = '"prefer-vector-width"="512"'
 
 
-def _prefer_wide_vectors(ir_module):
-    for function in ir_module.functions:
-        if not function.is_declaration:
-            set.add(function.attributes, WIDE_VECTORS)  # llvmlite's add() takes only attributes it knows
+class _WideVectorLibrary(JITCodeLibrary):
+    """A code library whose functions prefer 512-bit vectors (WIDE_VECTORS): fastnn's own libraries."""
+
+    def add_ir_module(self, ir_module):
+        for function in ir_module.functions:
+            if not function.is_declaration:
+                set.add(function.attributes, WIDE_VECTORS)  # llvmlite's add() takes only attributes it knows
+        super().add_ir_module(ir_module)
 
 
-class _LinkedOnly(JITCodeLibrary):
+class _LinkedOnly(_WideVectorLibrary):
     """The code library of a subroutine: its LLVM code, linked into its callers and optimised there, never
     on its own. Numba's own subroutine libraries are optimised as whole modules and made into machine code
     when their first caller links them, work that the caller's optimisation then does again after inlining
@@ -315,23 +319,15 @@ class _LinkedOnly(JITCodeLibrary):
 
     finalize = _link
 
-    def add_ir_module(self, ir_module):
-        _prefer_wide_vectors(ir_module)
-        super().add_ir_module(ir_module)
-
 
 # How Numba names the libraries of a parallel loop's two wrappers (the second is the repr of its builder).
 WRAPPER_LIBRARIES = ("parallelgufuncwrapper", "<numba.np.ufunc.wrappers._GufuncWrapper")
 
 
-class _KernelLibrary(JITCodeLibrary):
+class _KernelLibrary(_WideVectorLibrary):
     """The code libraries made while a kernel compiles: their functions prefer 512-bit vectors; the wrappers of
     a parallel kernel's loops (WRAPPER_LIBRARIES) are linked only, every other library is finalised as Numba's
     own are."""
-
-    def add_ir_module(self, ir_module):
-        _prefer_wide_vectors(ir_module)
-        super().add_ir_module(ir_module)
 
     def finalize(self):
         if self.name.startswith(WRAPPER_LIBRARIES):
@@ -399,9 +395,10 @@ class SubroutineCache:
     def save(self, path, name, library):
         if path is None:
             return
-        bitcode = library._get_module_for_linking().as_bitcode()  # with what it links
-        if library._reload_init:  # code to run when loaded, which load does not know of
+        module = library._get_module_for_linking()  # with what it links, whose code to run when loaded...
+        if library._reload_init:  # ... load would not know of
             return
+        bitcode = module.as_bitcode()
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             partial = f"{path}.{os.getpid()}.tmp"
