@@ -90,8 +90,8 @@ BLOCK = 256
 # the `large` workload (H = 64, float64): blocks of 128 samples (64 KiB) ran 1.15x faster than 256.
 BLOCK_BYTES = 1 << 16
 
-# Up to this many inputs the loop over inputs is compiled with a constant trip count, once per number of
-# inputs; wider inputs share one compilation that reads d at run time.
+# Up to this many inputs (and classes) the loops over them are compiled with constant trip counts, once per
+# number; more share one compilation that reads the number at run time.
 UNROLL = 4
 
 # Samples per tile: the unit of parallel work. Each tile's gradient is a separate partial summed in tile

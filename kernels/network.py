@@ -12,9 +12,13 @@ over inputs unrolls inside the loop over the samples of a block, which then vect
 unit's pre-activations take one pass over the block instead of d + 1 (about 1.7x on the tutorial's run).
 Wider inputs share a compilation (D = 0) that reads d at run time, or two: heavy ones (_heavy) get BLAS
 variants, whose input layer's products go to BLAS; the others' products (_combine, _dots) take rows of the
-block four at a time, as a matrix product keeps values in registers. The loops over classes run outside the
-loops over samples, except for two classes (BINARY), the case to make fastest, which has fused loops of its own
-(both logits in one pass; the backward pass of a hidden unit, with its d + 3 gradient sums, in one pass).
+block four at a time, as a matrix product keeps values in registers.
+
+Classes. Up to UNROLL classes, the number of classes K is a compile-time constant too: with up to UNROLL inputs,
+a hidden unit's logits and its backward pass (with its d + k + 1 gradient sums) then each take one pass over
+the block, a unit's weights in registers (3 classes, 4 inputs, 16 units: passes 1.2-1.3x faster than with the
+loops over classes outside the loops over samples that more classes, or wider inputs, still run). Two classes,
+the case to make fastest, also take one exp per sample instead of two.
 
 What a pass costs besides arithmetic. For the tutorial's n = 200 a pass is about a microsecond of
 arithmetic, so fixed costs matter: views (split, _rows) are made once per call, never per block or pass;
@@ -22,7 +26,7 @@ G is indexed flat; and a batch of one block runs its stages right in run's loop,
 blocks or tiles and no parallel region around them.
 
 Variants. ``build(act, out, dtype, d, k, loop, parallel, ...)`` compiles every function marked ``@stage``
-with the variant's choices as compile-time constants (ACT, OUT, D, WIDE, BINARY, LOOP, PARALLEL, SOLVER,
+with the variant's choices as compile-time constants (ACT, OUT, D, WIDE, K, LOOP, PARALLEL, SOLVER,
 WEIGHTED, BLAS, and the dtype's elementary functions): a branch such as ``if OUT == "softmax"`` is pruned
 before typing, so the tutorial's run compiles tanh, the two-class softmax and the one-block loop only.
 ``run`` is the one kernel Python calls; the stages are subroutines compiled into it (config.subroutine).
@@ -56,9 +60,9 @@ LOOP_KERNELS = ("run", "grad_tiles")  # compiled per loop; every other @stage fu
 # output, the loop and whether it runs on threads, the optimiser, whether samples have weights, the number
 # of inputs D (0: read at run time) and whether there are more than UNROLL (WIDE, D = 0: a stage that only
 # tells wide from narrow reads WIDE, so that its compilation serves every narrow width, see config._reads),
-# whether there are two classes, whether the input layer's products go to BLAS (BLAS; XB then holds a sample
-# per row, see _rows), and the elementary functions of the dtype.
-ACT = OUT = LOOP = PARALLEL = SOLVER = WEIGHTED = D = WIDE = BINARY = BLAS = None
+# the number of classes K (0: more than UNROLL, read at run time), whether the input layer's products go to BLAS
+# (BLAS; XB then holds a sample per row, see _rows), and the elementary functions of the dtype.
+ACT = OUT = LOOP = PARALLEL = SOLVER = WEIGHTED = D = WIDE = K = BLAS = None
 activate = derivative = exp = sigmoid = None
 
 
@@ -67,7 +71,7 @@ def build(act, out, dtype, d, k, loop, parallel=False, solver="sgd", weighted=Fa
 
     act: one of ACTIVATIONS; out: one of OUTPUTS; dtype: "float64" or "float32"; d inputs (up to UNROLL,
     each d is compiled with a constant trip count for its loop over inputs, which then unrolls inside the
-    loops over samples; wider inputs share one compilation); k classes (k = 2 has loops of its own);
+    loops over samples; wider inputs share one compilation); k classes (likewise up to UNROLL);
     loop: "block" (every batch is one block of at most BLOCK samples: the training loop over blocks and
     tiles is not compiled) or "tiles"; parallel: tiles spread over threads (bit-identical to serial);
     solver: one of SOLVERS (see update); weighted: samples have weights (run's weights has rows); blas: for
@@ -76,24 +80,24 @@ def build(act, out, dtype, d, k, loop, parallel=False, solver="sgd", weighted=Fa
     """
     if act not in ACTIVATIONS or out not in OUTPUTS or loop not in LOOPS or solver not in SOLVERS:
         raise ValueError(f"no kernel variant ({act!r}, {out!r}, {loop!r}, {solver!r})")
-    return _build(act, out, np.dtype(dtype).name, d if d <= UNROLL else 0, k == 2, loop, bool(parallel), solver,
-                  bool(weighted), bool(blas) and d > UNROLL)
+    return _build(act, out, np.dtype(dtype).name, d if d <= UNROLL else 0, k if k <= UNROLL else 0, loop,
+                  bool(parallel), solver, bool(weighted), bool(blas) and d > UNROLL)
 
 
 @functools.lru_cache(maxsize=None)
-def _stages(act, out, dtype, inputs, binary, solver, weighted, blas):
+def _stages(act, out, dtype, inputs, classes, solver, weighted, blas):
     f = FUNCTIONS[dtype]
-    constants = dict(ACT=act, OUT=out, D=inputs, WIDE=inputs == 0, BINARY=binary, SOLVER=solver, WEIGHTED=weighted,
+    constants = dict(ACT=act, OUT=out, D=inputs, WIDE=inputs == 0, K=classes, SOLVER=solver, WEIGHTED=weighted,
                      BLAS=blas, activate=f[act], derivative=f[act + "_grad"], exp=f["exp"], sigmoid=f["sigmoid"])
     names = [name for name, func in globals().items() if hasattr(func, "jit_options") and name not in LOOP_KERNELS]
-    tag = (f"{act}_{out}_{dtype}_d{inputs or 'n'}_k{2 if binary else 'n'}" + ("" if solver == "sgd" else f"_{solver}")
+    tag = (f"{act}_{out}_{dtype}_d{inputs or 'n'}_k{classes or 'n'}" + ("" if solver == "sgd" else f"_{solver}")
            + ("_weighted" if weighted else "") + ("_blas" if blas else ""))
     return constants, specialise(globals(), names, constants, tag), tag
 
 
 @functools.lru_cache(maxsize=None)
-def _build(act, out, dtype, inputs, binary, loop, parallel, solver, weighted, blas):
-    constants, (stages, clones), tag = _stages(act, out, dtype, inputs, binary, solver, weighted, blas)
+def _build(act, out, dtype, inputs, classes, loop, parallel, solver, weighted, blas):
+    constants, (stages, clones), tag = _stages(act, out, dtype, inputs, classes, solver, weighted, blas)
     # run allocates nothing and returns numbers only: without Numba's reference counting (_nrt=False) it
     # compiles no increments and decrements of its arrays' counts, 6-7% of the tutorial variant's compile
     # time (measured). A kernel that returns an array needs them (the callable stages: split).
@@ -104,7 +108,7 @@ def _build(act, out, dtype, inputs, binary, loop, parallel, solver, weighted, bl
     # when called, each into its own cache files.
     callable_stages = {name: kernel(clone, f"{tag}_callable") for name, clone in clones.items()
                        if not name.startswith("_")}
-    loops["run"].variant = (act, out, dtype, inputs, binary, loop, parallel, solver, weighted, blas)  # for prepare
+    loops["run"].variant = (act, out, dtype, inputs, classes, loop, parallel, solver, weighted, blas)  # for prepare
     return types.SimpleNamespace(**callable_stages, run=loops["run"])
 
 
@@ -132,7 +136,9 @@ def load_block(X, y, weights, order, e, start, m, XB, yb, wb):
     (n,) (WEIGHTED) or (0,), order (E, n) or (0, 0), XB (d, BLOCK) (BLAS: column-major, its columns rows of
     X copied whole), yb (BLOCK,) or (k, BLOCK), wb (BLOCK,).
     """
-    d = X.shape[1]
+    # A compile-time constant up to UNROLL, as in hidden_forward: the copy of a sample's inputs unrolls and the
+    # loop over samples vectorises.
+    d = D if D > 0 else X.shape[1]
     labelled = y.shape[0] > 0
     shuffled = order.shape[0] > 0
     by_lines = WIDE and not BLAS and d * XB.shape[1] * XB.itemsize > LOAD_BYTES
@@ -162,8 +168,8 @@ def load_block(X, y, weights, order, e, start, m, XB, yb, wb):
 
 @stage()
 def hidden_forward(XB, m, W1, b1, W2, b2, A1, Z2):
-    """A1 = f(W1^T XB + b1) and the logits Z2 = W2^T A1 + b2, per hidden unit while its row is in L1 (for two
-    classes and up to UNROLL inputs, a pair of units at a time; wider inputs' pre-activations first).
+    """A1 = f(W1^T XB + b1) and the logits Z2 = W2^T A1 + b2, per hidden unit while its row is in L1 (for up to
+    UNROLL inputs and classes, a pair of units at a time; wider inputs' pre-activations first).
 
     XB (d, B), W1 (d, h), b1 (h,), W2 (h, k), b2 (k,), A1 (h, B), Z2 (k, B).
     """
@@ -173,20 +179,26 @@ def hidden_forward(XB, m, W1, b1, W2, b2, A1, Z2):
         for j in range(m):
             Z2[v, j] = b2[v]
     first = 0
-    if BINARY and D > 0:
+    if K > 0 and D > 0:
         # Two units per pass over the block: XB and the logits are loaded and stored once for both. (The
         # bound h - 1, not h - h % 2: with that one LLVM could not tell the rows apart ahead of the loop
         # over samples, and ran it as scalar code, 4x slower.)
         first = h - h % 2
         for u in range(0, h - 1, 2):
-            w00, w01, w10, w11 = W2[u, 0], W2[u, 1], W2[u + 1, 0], W2[u + 1, 1]
+            w0, w1, w2, w3 = _class_row(W2, u)
+            x0, x1, x2, x3 = _class_row(W2, u + 1)
             for j in range(m):
                 a = activate(_pre(XB, W1, b1, A1, u, j))
                 c = activate(_pre(XB, W1, b1, A1, u + 1, j))
                 A1[u, j] = a
                 A1[u + 1, j] = c
-                Z2[0, j] += w00 * a + w10 * c
-                Z2[1, j] += w01 * a + w11 * c
+                Z2[0, j] += w0 * a + x0 * c
+                if K > 1:
+                    Z2[1, j] += w1 * a + x1 * c
+                if K > 2:
+                    Z2[2, j] += w2 * a + x2 * c
+                if K > 3:
+                    Z2[3, j] += w3 * a + x3 * c
     if D == 0:  # too many inputs to unroll: every pre-activation first
         for u in range(h):
             for j in range(m):
@@ -201,17 +213,30 @@ def hidden_forward(XB, m, W1, b1, W2, b2, A1, Z2):
     for u in range(first, h):
         for j in range(m):
             A1[u, j] = activate(_pre(XB, W1, b1, A1, u, j))
-        if BINARY:  # both logits in one pass over the row
-            w0, w1 = W2[u, 0], W2[u, 1]
+        if K > 0:  # every logit in one pass over the row
+            w0, w1, w2, w3 = _class_row(W2, u)
             for j in range(m):
                 a = A1[u, j]
                 Z2[0, j] += w0 * a
-                Z2[1, j] += w1 * a
+                if K > 1:
+                    Z2[1, j] += w1 * a
+                if K > 2:
+                    Z2[2, j] += w2 * a
+                if K > 3:
+                    Z2[3, j] += w3 * a
         else:
             for v in range(k):
                 w = W2[u, v]
                 for j in range(m):
                     Z2[v, j] += w * A1[u, j]
+
+
+@stage(inline="always")
+def _class_row(W, u):
+    """W[u, :K] (K > 0) as four (UNROLL) values, the last repeated where K < 4: loaded ahead of a loop over
+    samples, whose stores LLVM could not otherwise tell from W's. (Indexed in the loop, a tuple of them made
+    the two-class pass at 50 units 10% slower: measured.)"""
+    return W[u, 0], W[u, min(1, K - 1)], W[u, min(2, K - 1)], W[u, min(3, K - 1)]
 
 
 @stage()
@@ -275,7 +300,7 @@ def output_forward(Z2, m, P, S):
         for v in range(k):
             for j in range(m):
                 P[v, j] = Z2[v, j]
-    elif BINARY:
+    elif K == 2:
         # Two classes: one exp per sample instead of two, p = (1, e) / (1 + e), e = exp(-|z1 - z0|).
         for j in range(m):
             z0, z1 = Z2[0, j], Z2[1, j]
@@ -285,6 +310,21 @@ def output_forward(Z2, m, P, S):
             S[1, j] = one + e
             P[0, j] = r if z0 >= z1 else e * r
             P[1, j] = e * r if z0 >= z1 else r
+    elif K > 0:
+        # Up to UNROLL classes: a sample's softmax in one pass, its classes unrolled, and one division.
+        for j in range(m):
+            top = Z2[0, j]
+            for v in range(1, K):
+                top = max(top, Z2[v, j])
+            total = P.dtype.type(0)
+            for v in range(K):
+                P[v, j] = exp(Z2[v, j] - top)
+                total += P[v, j]
+            r = one / total
+            for v in range(K):
+                P[v, j] *= r
+            S[0, j] = top
+            S[1, j] = total
     else:
         for j in range(m):
             S[0, j] = Z2[0, j]
@@ -422,31 +462,38 @@ def _accumulate_b2(D3, m, G, at):
 def backward(XB, A1, D3, m, W2, D2, G, GW):
     """hidden_delta, then accumulate: D2 = (W2 D3) * f'(A1), G += [XB D2^T, sum D2, A1 D3^T, sum D3].
 
-    For k = 2 and d <= UNROLL in one pass over the block per hidden unit, its d + 3 sums in registers:
-    separate passes would load two rows for every multiply-add.  XB (d, B), A1, D2 (h, B), D3 (k, B), GW:
-    accumulate's scratch.
+    For up to UNROLL inputs and classes in one pass over the block per hidden unit, its d + k + 1 sums in
+    registers: separate passes would load two rows for every multiply-add.  XB (d, B), A1, D2 (h, B),
+    D3 (k, B), GW: accumulate's scratch.
     """
     h, k = W2.shape
-    if BINARY and D > 0:
-        _backward_binary(XB, A1, D3, m, W2, D2, G)
+    if K > 0 and D > 0:
+        _backward_unrolled(XB, A1, D3, m, W2, D2, G)
     else:
         hidden_delta(D3, m, W2, A1, D2)
         accumulate(XB, A1, D3, D2, m, G, GW)
 
 
 @stage(inline="always")
-def _backward_binary(XB, A1, D3, m, W2, D2, G):
-    """backward for k = 2 and d = D <= UNROLL: one pass over the block per hidden unit."""
+def _backward_unrolled(XB, A1, D3, m, W2, D2, G):
+    """backward for d = D and k = K, both up to UNROLL: one pass over the block per hidden unit."""
     d = D
     h, k = W2.shape
     zero = XB.dtype.type(0)
     for u in range(h):
-        # d = D, a compile-time constant here: the sums of inputs the data does not have vanish.
-        w0, w1 = W2[u, 0], W2[u, 1]
-        sb = s0 = s1 = s2 = s3 = t0 = t1 = zero
+        # d = D and k = K, compile-time constants here: the sums of inputs and classes the data lacks vanish.
+        w0, w1, w2, w3 = _class_row(W2, u)
+        sb = s0 = s1 = s2 = s3 = t0 = t1 = t2 = t3 = zero
         for j in range(m):
-            a, e0, e1 = A1[u, j], D3[0, j], D3[1, j]
-            g = (w0 * e0 + w1 * e1) * derivative(a)
+            a = A1[u, j]
+            back = w0 * D3[0, j]
+            if K > 1:
+                back += w1 * D3[1, j]
+            if K > 2:
+                back += w2 * D3[2, j]
+            if K > 3:
+                back += w3 * D3[3, j]
+            g = back * derivative(a)
             D2[u, j] = g
             sb += g
             s0 += XB[0, j] * g
@@ -456,8 +503,13 @@ def _backward_binary(XB, A1, D3, m, W2, D2, G):
                 s2 += XB[2, j] * g
             if d > 3:
                 s3 += XB[3, j] * g
-            t0 += a * e0
-            t1 += a * e1
+            t0 += a * D3[0, j]
+            if K > 1:
+                t1 += a * D3[1, j]
+            if K > 2:
+                t2 += a * D3[2, j]
+            if K > 3:
+                t3 += a * D3[3, j]
         G[d * h + u] += sb  # G flat, as in accumulate
         G[u] += s0
         if d > 1:
@@ -466,8 +518,14 @@ def _backward_binary(XB, A1, D3, m, W2, D2, G):
             G[2 * h + u] += s2
         if d > 3:
             G[3 * h + u] += s3
-        G[d * h + h + 2 * u] += t0
-        G[d * h + h + 2 * u + 1] += t1
+        at = d * h + h + K * u
+        G[at] += t0
+        if K > 1:
+            G[at + 1] += t1
+        if K > 2:
+            G[at + 2] += t2
+        if K > 3:
+            G[at + 3] += t3
     _accumulate_b2(D3, m, G, d * h + h + h * k)
 
 

@@ -19,13 +19,13 @@ ACTIVATIONS, OUTPUTS = tuple(reference.ACTIVATIONS), reference.OUTPUTS  # the na
 NO_ORDER = np.empty((0, 0), np.int64)
 
 # --- Shapes ---------------------------------------------------------------------------------------------------
-# Numba compiles the kernels once per dtype, activation, output and (d, k) (kernels.build: d up to UNROLL, and
-# k = 2 or more), not per n, h or m, so a test may use many of these cheaply once the cache is warm.
+# Numba compiles the kernels once per dtype, activation, output and (d, k) (kernels.build: d and k up to UNROLL,
+# and more), not per n, h or m, so a test may use many of these cheaply once the cache is warm.
 # d: one feature (the degenerate matrix), the tutorial's 2, and more than UNROLL (kernels/config.py): the
 # compilation that wide inputs share.
 INPUTS = (1, 2, 5)
 HIDDEN = (1, 3, 50)  # h: a single unit (h = 1), the tutorial's 3, a wide layer
-CLASSES = (2, 3)  # k: the tutorial's two classes and the general case
+CLASSES = (2, 3, 5)  # k: the tutorial's two classes, more, and more than UNROLL (read at run time)
 # m, the columns of a block in use: a single sample, a few, a block missing its last column, a full block.
 COLUMNS = (1, 7, kernels.BLOCK - 1, kernels.BLOCK)
 SAMPLES = (1, 7, 200)  # n of whole runs: one sample, less than a block, the tutorial's n

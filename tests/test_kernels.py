@@ -212,8 +212,8 @@ def test_accumulate(rng, d, h, k, m, dtype):
 
 @every_shape
 def test_backward(rng, d, h, k, m, act, dtype):
-    """hidden_delta and accumulate in one: fused per hidden unit for k = 2 and d <= UNROLL (d 1 and 2 here),
-    the two stages in turn otherwise (k = 3, d = 5); G starts non-zero."""
+    """hidden_delta and accumulate in one: fused per hidden unit for d and k up to UNROLL (d 1, 2 and k 2, 3
+    here), the two stages in turn otherwise (d = 5 or k = 5); G starts non-zero."""
     named = dict(block(rng, d, h, k, dtype, act), m=m)
     kernel, ref = run_both("backward", named, ["D2"], dict(act=act, dtype=dtype, d=d, k=k))
     compare(kernel, ref, ["D2", "G"], dtype)
@@ -499,7 +499,7 @@ def loop_for(batch, d, h):
 
 
 # Shapes of whole runs: one sample; one block short of a column; two blocks and a half; a wide, deep net.
-RUN_SHAPES = [(1, 1, 2, 1), (2, 3, 2, BLOCK - 1), (2, 3, 3, 2 * BLOCK + 60), (5, 50, 3, 300)]
+RUN_SHAPES = [(1, 1, 2, 1), (2, 3, 2, BLOCK - 1), (2, 3, 3, 2 * BLOCK + 60), (3, 4, 5, 300), (5, 50, 3, 300)]
 PAIRS = [("tanh", "softmax"), ("sigmoid", "sigmoid"), ("relu", "softmax"), ("tanh", "sigmoid"), ("tanh", "identity")]
 
 
