@@ -153,9 +153,14 @@ def build(act, out, dtype, d, k, loop, parallel=False, solver="sgd", weighted=Fa
         return bool(np.isfinite(theta).all())
 
     def hidden_forward(XB, m, W1, b1, W2, b2, A1, Z2):
-        """A1 = f(W1^T XB + b1) and the logits Z2 = W2^T A1 + b2."""
+        """A1 = f(W1^T XB + b1) and the logits Z2 = W2^T A1 + b2; for two-class softmax shifted by z0, Z2[0] = 0 and
+        Z2[1] = z1 - z0 from the differences of the weights (the kernel's)."""
         A1[:, :m] = f(W1.T @ XB[:, :m] + b1[:, None])
-        Z2[:, :m] = W2.T @ A1[:, :m] + b2[:, None]
+        if out == "softmax" and W2.shape[1] == 2:
+            Z2[0, :m] = 0
+            Z2[1, :m] = (W2[:, 1] - W2[:, 0]) @ A1[:, :m] + (b2[1] - b2[0])
+        else:
+            Z2[:, :m] = W2.T @ A1[:, :m] + b2[:, None]
 
     def output_forward(Z2, m, P, S):
         """P = softmax(Z2) (S = column max, column sum of exp(Z2 - max)), sigmoid(Z2) or Z2 (identity)."""
@@ -169,12 +174,16 @@ def build(act, out, dtype, d, k, loop, parallel=False, solver="sgd", weighted=Fa
         P[:, :m] = E / S[1, :m]
 
     def output_delta(P, yb, wb, m, D3):
-        """D3 = P - onehot(y) (softmax + cross-entropy), (P - T) P (1 - P) (sigmoid + squared error, T =
-        onehot(y)) or P - yb (identity + squared error, yb: targets), times the samples' weights wb if
-        weighted."""
+        """D3 = P - onehot(y) (softmax + cross-entropy; two classes: row 0 as -p1 for y = 0, p0 for y = 1, and
+        row 1 its negation), (P - T) P (1 - P) (sigmoid + squared error, T = onehot(y)) or P - yb (identity +
+        squared error, yb: targets), times the samples' weights wb if weighted."""
         p = P[:, :m]
-        t = yb[:, :m] if out == "identity" else _onehot(yb, P.shape[0], m, P.dtype)
-        D3[:, :m] = (p - t) * p * (1 - p) if out == "sigmoid" else p - t
+        if out == "softmax" and P.shape[0] == 2:  # opposite rows, row 0 without cancellation (the kernel's)
+            D3[0, :m] = np.where(yb[:m] == 0, -p[1], p[0])
+            D3[1, :m] = -D3[0, :m]
+        else:
+            t = yb[:, :m] if out == "identity" else _onehot(yb, P.shape[0], m, P.dtype)
+            D3[:, :m] = (p - t) * p * (1 - p) if out == "sigmoid" else p - t
         if weighted:
             D3[:, :m] *= wb[:m]
 

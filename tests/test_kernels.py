@@ -73,6 +73,8 @@ def block(rng, d, h, k, dtype, act="tanh", out="softmax"):
         P=softmax if out == "softmax" else reference.sigmoid(Z2),
         D3=0.5 * normal((k, B)), D2=0.5 * normal((h, B)), S=normal((2, B)),
         theta=normal(d * h + h + h * k + k))
+    if out == "softmax" and k == 2:  # the two-class softmax's deltas are opposite rows (output_delta), which
+        named["D3"][1] = -named["D3"][0]  # backward relies on
     named = {key: value.astype(dtype) for key, value in named.items()}
     size = d * h + h + h * k + k
     # Labels, or an identity output's targets (k, B).
@@ -179,6 +181,10 @@ def test_output_delta(rng, k, m, out, alias, weighted, dtype):
     compare(kernel, ref, ["D3"], dtype)
     if out == "softmax":  # softmax rows sum to 1 and one-hot rows too: the deltas of a sample sum to 0
         np.testing.assert_allclose(kernel["D3"][:, :m].sum(axis=0), 0, atol=8 * np.finfo(dtype).eps)
+    if out == "softmax" and k == 2 and not weighted:  # opposite rows; row 0 without p0 - 1's cancellation
+        y, P = named["yb"][:m], named["P"][:, :m]
+        np.testing.assert_array_equal(kernel["D3"][0, :m], np.where(y == 0, -P[1], P[0]))
+        np.testing.assert_array_equal(kernel["D3"][1, :m], -kernel["D3"][0, :m])
     if out == "identity" and not weighted:  # the error itself, exact (one subtraction)
         np.testing.assert_array_equal(kernel["D3"][:, :m], named["P"][:, :m] - named["yb"][:, :m])
     if weighted:
