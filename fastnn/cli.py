@@ -110,7 +110,7 @@ def _compile_parser(sub):
                    help="numbers of input features (default 2; every number above 4 shares one compilation)")
     p.add_argument("--classes", type=int, nargs="+", default=[2], metavar="K",
                    help="numbers of classes, or of targets for identity outputs (default 2; every number "
-                        "but 2 shares one compilation)")
+                        "above 4 shares one compilation)")
     p.add_argument("--activation", nargs="+", default=["tanh"], metavar="A", help="hidden activations (default tanh)")
     p.add_argument("--output", nargs="+", default=["softmax"], metavar="O",
                    help="outputs: softmax, sigmoid, identity (default softmax)")
@@ -137,7 +137,7 @@ def _compile(args):
     for r in rows:
         print(f"{r['status']:>8} {r['seconds']:6.1f} s  {r['activation']}, {r['output']}, {r['dtype']}, "
               f"{r['inputs']}{'+' if r['inputs'] > 4 else ''} inputs, "
-              f"{'2 classes' if r['classes'] == 2 else '1 or 3+ classes or targets'}, "
+              f"{r['classes']}{'+' if r['classes'] > 4 else ''} classes or targets, "
               f"{r['loop']}{', parallel' if r['parallel'] else ''}{', BLAS' if r['blas'] else ''}")
     print(f"{len(rows)} kernels ready in {time.perf_counter() - start:.1f} s; cache: {fastnn.engine.cache_dir()}")
 

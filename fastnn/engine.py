@@ -443,8 +443,8 @@ def compile(activations=("tanh",), outputs=("softmax",), dtypes=("float64", "flo
 
     Each combination gets every loop a call can use: one block or tiles, serial or parallel, and for inputs
     above kernels.UNROLL, with the input layer's products by BLAS (for heavy samples, kernels.heavy) and
-    without. Numbers of inputs above kernels.UNROLL share those compilations, and numbers of classes other
-    than 2 share one (for identity outputs, the classes are the targets: 1 and 3 compile the same variant).
+    without. Numbers of inputs above kernels.UNROLL share those compilations, and so do numbers of classes
+    above it (for identity outputs, the classes are the targets).
     processes=1 compiles in this process (default: one process per core). Returns one dict per compiled
     variant: its settings, ``seconds`` and ``status`` ("compiled" or "cached").
     """
