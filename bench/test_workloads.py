@@ -62,8 +62,10 @@ def block():
     rng = np.random.RandomState(0)
     theta = init_params(d, h, k, 0, np.float64)
     W1, b1, W2, b2 = reference.split(theta, d, h, k)
+    D3 = rng.randn(k, B) * 0.1
+    D3[1] = -D3[0]  # two-class softmax's deltas: opposite rows (output_delta)
     return dict(XB=rng.randn(d, B), A1=np.tanh(rng.randn(h, B)), Z2=rng.randn(k, B), P=np.full((k, B), 0.5),
-                D3=rng.randn(k, B) * 0.1, D2=rng.randn(h, B), S=np.ones((2, B)), yb=rng.randint(0, k, B),
+                D3=D3, D2=rng.randn(h, B), S=np.ones((2, B)), yb=rng.randint(0, k, B),
                 wb=np.ones(B), W1=W1, b1=b1, W2=W2, b2=b2, G=np.zeros(theta.size), GW=np.empty((0, 0)), m=B)
 
 
