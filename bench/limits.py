@@ -4,8 +4,9 @@
 
 The rates are the machine's, not fastnn's: the throughput of independent fused multiply-adds (FMA, the
 better of a compiled loop of independent chains and NumPy's BLAS matrix product), of independent
-divisions, and of streaming reads from memory, each on every thread. A workload's work is
-counted in those operations: the flops of the matrix products and updates, the bytes of X and y a pass
+divisions, and of streaming reads from memory, each on every thread. A workload's work is counted in
+those operations: the flops of the matrix products (the output layer's as one column for two classes, whose
+softmax needs only z1 - z0 and whose deltas' rows are opposite) and updates, the bytes of X and y a pass
 reads, and each tanh and exp at the operations of the cheapest evaluation that meets the accuracy bound
 (float64 tanh within 3 ulp: a range reduction and a degree-5 polynomial in r**2, 12 multiply-adds, and
 one division; exp within 1 ulp: 10 multiply-adds and no division). The limit of a pass is the larger of
@@ -140,13 +141,16 @@ def pass_work(n=N, d=D, h=H, k=K, dtype="float64"):
     tanh_fma, tanh_div = TANH_OPS[dtype]
     exp_fma, _ = EXP_OPS[dtype]
     exps = n * (1 if k == 2 else k)  # the two-class softmax takes one exp per sample
+    # Two classes: softmax and its loss depend on z1 - z0 alone and the deltas' rows are opposite, so the output
+    # layer is one column forward and backward (docs/DESIGN.md, the model).
+    columns = 1 if k == 2 else k
     flops = {
         "forward  X W1 + b1": 2 * n * d * h + n * h,
-        "forward  a1 W2 + b2": 2 * n * h * k + n * k,
+        "forward  a1 W2 + b2": 2 * n * h * columns + n * columns,
         "tanh     multiply-adds": 2 * n * h * tanh_fma,
         "softmax  exp multiply-adds, sums": 2 * exps * exp_fma + 2 * n * k,
         "backward p - onehot(y), db2": 2 * n * k,
-        "backward a1^T d3, d3 W2^T": 4 * n * h * k,
+        "backward a1^T d3, d3 W2^T": 4 * n * h * columns,
         "backward f' and d2": 3 * n * h,
         "backward X^T d2, db1": 2 * n * d * h + n * h,
         "update   W -= lr (dW + reg W)": 4 * params + 2 * (h + k),
