@@ -128,6 +128,10 @@ def _compile(args):
         check.choice(value, "--activation", reference.ACTIVATIONS)
     for value in args.output:
         check.choice(value, "--output", reference.OUTPUTS)
+    for value in args.inputs:
+        check.integer(value, "--inputs")
+    for value in args.classes:
+        check.integer(value, "--classes")
     if args.processes is not None:
         check.integer(args.processes, "--processes")
     print(f"Compiling into the kernel cache with {args.processes or 'one process per core'}...", flush=True)
@@ -137,7 +141,7 @@ def _compile(args):
     for r in rows:
         print(f"{r['status']:>8} {r['seconds']:6.1f} s  {r['activation']}, {r['output']}, {r['dtype']}, "
               f"{r['inputs']}{'+' if r['inputs'] > 4 else ''} inputs, "
-              f"{r['classes']}{'+' if r['classes'] > 4 else ''} classes or targets, "
+              f"{r['classes']}{'+' if r['classes'] > 4 else ''} class{'es' if r['classes'] > 1 else ''} or targets, "
               f"{r['loop']}{', parallel' if r['parallel'] else ''}{', BLAS' if r['blas'] else ''}")
     print(f"{len(rows)} kernels ready in {time.perf_counter() - start:.1f} s; cache: {fastnn.engine.cache_dir()}")
 

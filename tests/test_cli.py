@@ -160,6 +160,8 @@ def test_bad_argument_in_a_subprocess_is_one_line(args, tmp_path):
     (["compile", "--activation", "foo"], "fastnn compile: error: --activation must be one of"),
     (["compile", "--output", "foo"], "fastnn compile: error: --output must be one of"),
     (["compile", "--processes", "0"], "fastnn compile: error: --processes must be an integer >= 1"),
+    (["compile", "--classes", "0"], "fastnn compile: error: --classes must be an integer >= 1"),
+    (["compile", "--inputs", "2", "0"], "fastnn compile: error: --inputs must be an integer >= 1"),
     (["train", "--hidden", "100000000"], "fastnn train: error: --hidden=100000000 with 2 features"),  # memory
     (["sweep", "--hidden", "three"], "fastnn sweep: error: argument --hidden: invalid int value: 'three'"),
 ])
