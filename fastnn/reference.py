@@ -163,15 +163,18 @@ def build(act, out, dtype, d, k, loop, parallel=False, solver="sgd", weighted=Fa
             Z2[:, :m] = W2.T @ A1[:, :m] + b2[:, None]
 
     def output_forward(Z2, m, P, S):
-        """P = softmax(Z2) (S = column max, column sum of exp(Z2 - max)), sigmoid(Z2) or Z2 (identity)."""
+        """P = softmax(Z2) (S = column max, column sum of exp(Z2 - max); left alone for two classes, whose loss
+        needs neither), sigmoid(Z2) or Z2 (identity)."""
         if out != "softmax":
             P[:, :m] = sigmoid(Z2[:, :m]) if out == "sigmoid" else Z2[:, :m]
             return
-        S[0, :m] = Z2[:, :m].max(axis=0)
+        top = Z2[:, :m].max(axis=0)
         with np.errstate(over="ignore"):  # float32 logits far apart: z - max = -inf, exp gives 0 as it should
-            E = np.exp(Z2[:, :m] - S[0, :m])
-        S[1, :m] = E.sum(axis=0)
-        P[:, :m] = E / S[1, :m]
+            E = np.exp(Z2[:, :m] - top)
+        total = E.sum(axis=0)
+        P[:, :m] = E / total
+        if P.shape[0] > 2:
+            S[0, :m], S[1, :m] = top, total
 
     def output_delta(P, yb, wb, m, D3):
         """D3 = P - onehot(y) (softmax + cross-entropy; two classes: row 0 as -p1 for y = 0, p0 for y = 1, and
@@ -211,7 +214,11 @@ def build(act, out, dtype, d, k, loop, parallel=False, solver="sgd", weighted=Fa
     def sample_losses(Z2, P, S, yb, wb, m):
         """The sum of the per-sample losses of columns 0..m-1, each times its weight if weighted, in float64."""
         cols = np.arange(m)
-        if out == "softmax":
+        if out == "softmax" and P.shape[0] == 2:  # log(1 + e**-|z1 - z0|) + (z_other - z_y if positive)
+            z = Z2[:, :m].astype(np.float64)
+            gap = z[1 - yb[:m], cols] - z[yb[:m], cols]
+            per_sample = np.log1p(np.exp(-np.abs(gap))) + np.maximum(gap, 0)
+        elif out == "softmax":
             per_sample = np.log(S[1, :m].astype(np.float64)) - (Z2[yb[:m], cols] - S[0, :m])
         else:
             T = yb[:, :m].astype(np.float64) if out == "identity" else _onehot(yb, P.shape[0], m, np.float64)

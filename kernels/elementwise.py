@@ -11,7 +11,8 @@ tanh, the costliest operation of a pass, then uses e**(2r) = (Q + r) / (Q - r) w
 function that a polynomial of degree 5 in r**2 gives to 1e-18 (float32: degree 2, 2e-9): with the
 division tanh needs anyway, that is 12 multiply-adds in all, against 16 for an expm1 polynomial and 21
 for a Taylor series (measured 1.3-1.5x slower). exp keeps a polynomial (10 multiply-adds), which is
-within 1 ulp where the quotient form is within 2.
+within 1 ulp where the quotient form is within 2. The two-class softmax takes both of its probabilities
+from that quotient with one division (logistic_pair).
 """
 
 import math
@@ -60,8 +61,8 @@ def _generate(F, I, exponent_bias, mantissa_bits, ln2_hi, ln2_lo, coth_c, expm1_
     F, I = np.dtype(F).type, np.dtype(I).type
     float_type = types.float64 if F == np.float64 else types.float32
 
-    def scalar(func):  # compiled into the kernels that call it
-        return subroutine(func, returns=float_type, fastmath=MATH_FASTMATH)
+    def scalar(func, returns=float_type):  # compiled into the kernels that call it
+        return subroutine(func, returns=returns, fastmath=MATH_FASTMATH)
 
     zero, one, two, half = F(0), F(1), F(2), F(0.5)
     log2e, two_log2e = F(1.4426950408889634), F(2 * 1.4426950408889634)
@@ -78,6 +79,9 @@ def _generate(F, I, exponent_bias, mantissa_bits, ln2_hi, ln2_lo, coth_c, expm1_
     exp_hi = F(math.log(np.finfo(F).max) + 1)
     exp_lo = F(math.log(np.finfo(F).tiny) - (mantissa_bits + 2) * math.log(2))
     tanh_one = F(tanh_one)  # |tanh x| rounds to 1 beyond this
+    # 2 Q(w / 4), highest degree first (logistic_pair); beyond pair_max, e**-|t| is below the smallest normal number.
+    pair_c = tuple(F(2 * c / 4**i) for i, c in reversed(list(enumerate(coth_c))))
+    pair_max = F(-math.log(np.finfo(F).tiny))
     coth_c = tuple(F(c) for c in reversed(coth_c))  # highest degree first, for Horner
     expm1_c = tuple(F(c) for c in reversed(expm1_c))
 
@@ -130,6 +134,32 @@ def _generate(F, I, exponent_bias, mantissa_bits, ln2_hi, ln2_lo, coth_c, expm1_
         # also clears the quotient's sign bit).
         return _as_float(I(_as_int(m / (m + two * (p - r))) | I(_as_int(x) & sign_bit)))
 
+    def logistic_pair(t):
+        """(1 / (1 + e), e / (1 + e)), e = e**-|t|: the larger and the smaller probability of a two-class
+        softmax whose logits are t apart, with one division for both.
+
+        e = 2**-k (R - rho) / (R + rho) for |t| = k ln2 + rho, where R = 2 Q((rho/2)**2) is tanh's quotient
+        (e**2r = (Q + r) / (Q - r), r = rho/2) with its coefficients scaled by powers of 2, so both
+        probabilities are (R + rho, 2**-k (R - rho)) / ((R + rho) + 2**-k (R - rho)). A smaller probability
+        below the smallest normal number is 0 (it would need 2**-k below it: a second scaling, 15% of the
+        stage's time, for values no result can tell from 0).
+        """
+        a = abs(t)
+        a = pair_max if a > pair_max else a  # NaN passes through
+        kf = biased_shifter - a * log2e  # bias - k in the low bits: shifted up, they are 2**-k
+        k = kf - biased_shifter
+        rho = (a + k * ln2_hi) + k * ln2_lo
+        w = rho * rho
+        p = pair_c[0]
+        for c in pair_c[1:]:
+            p = p * w + c
+        v = p + rho
+        x = _as_float(I(_as_int(kf) << shift)) * (p - rho)
+        r = one / (v + x)
+        return v * r, (zero if abs(t) > pair_max else x * r)
+
+    logistic_pair = scalar(logistic_pair, types.UniTuple(float_type, 2))
+
     # Each activation's derivative beside it, in terms of the activation a = f(z): the backward pass keeps
     # a, not z.
     @scalar
@@ -155,8 +185,8 @@ def _generate(F, I, exponent_bias, mantissa_bits, ln2_hi, ln2_lo, coth_c, expm1_
     def relu_grad(a):
         return one if a > zero else zero
 
-    return dict(exp=exp, tanh=tanh, sigmoid=sigmoid, tanh_grad=tanh_grad, sigmoid_grad=sigmoid_grad, relu=relu,
-                relu_grad=relu_grad)
+    return dict(exp=exp, tanh=tanh, sigmoid=sigmoid, logistic_pair=logistic_pair, tanh_grad=tanh_grad,
+                sigmoid_grad=sigmoid_grad, relu=relu, relu_grad=relu_grad)
 
 
 _F64 = _generate(np.float64, np.int64, 1023, 52,

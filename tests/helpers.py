@@ -58,7 +58,10 @@ RUN_RTOL32 = 1e-5
 # kernels measure on the whole float range, so a change that costs an ulp fails on purpose.
 ULP = {"tanh": {np.float64: 3, np.float32: 2},
        "sigmoid": {np.float64: 3, np.float32: 4},
-       "exp": {np.float64: 2, np.float32: 2}}
+       "exp": {np.float64: 2, np.float32: 2},
+       # The two-class softmax's probabilities (both from one division, kernels' logistic_pair) against NumPy's
+       # sigmoid: measured 4 and 3 (2.6 and 2.5 from the exact values, in 80-bit arithmetic).
+       "softmax2": {np.float64: 5, np.float32: 4}}
 
 
 # --- Calling kernels and their twins --------------------------------------------------------------------------

@@ -136,7 +136,8 @@ OUTPUT_SHAPES = [(out, k) for out in OUTPUTS for k in CLASSES] + [("identity", 1
 @pytest.mark.parametrize("out, k", OUTPUT_SHAPES, ids=["{}-k{}".format(*s) for s in OUTPUT_SHAPES])
 def test_output_forward(rng, k, m, out, dtype):
     named = dict(block(rng, 2, 3, k, dtype, out=out), m=m)
-    # S holds the softmax's (max, sum of exp) per sample; the sigmoid output leaves it alone (NaN in both).
+    # S holds the softmax's (max, sum of exp) per sample; two-class softmax and sigmoid outputs leave it alone
+    # (NaN in both).
     kernel, ref = run_both("output_forward", named, ["P", "S"], dict(out=out, dtype=dtype, k=k))
     compare(kernel, ref, ["P", "S"], dtype)
     if out == "softmax":
@@ -441,6 +442,26 @@ def test_exp_whole_normal_range(rng, dtype):
     x = np.array([np.inf, -np.inf, 2 * math.log(info.max), 2 * math.log(info.tiny)], dtype)
     np.testing.assert_array_equal(kernel_value("exp", x), [np.inf, 0, np.inf, 0])
     np.testing.assert_array_equal(kernel_value("sigmoid", x), [1, 0, 1, 0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+def test_two_class_softmax_ulp_distance_to_numpy(rng, dtype):
+    """The two-class softmax of logits (0, t) is (sigmoid(-t), sigmoid(t)): within ULP of NumPy's on the whole
+    float range, and 0 where that is below the smallest normal number (logistic_pair: no subnormal results)."""
+    t = whole_range(rng, dtype)
+    t = np.concatenate([t, np.zeros(-t.size % BLOCK, dtype)])
+    ns = kernels.build("tanh", "softmax", np.dtype(dtype).name, 2, 2, "block")
+    P = np.empty((2, t.size), dtype)
+    for at in range(0, t.size, BLOCK):
+        Z2, out = np.zeros((2, BLOCK), dtype), np.empty((2, BLOCK), dtype)
+        Z2[1] = t[at: at + BLOCK]
+        ns.output_forward(Z2, BLOCK, out, np.empty((2, BLOCK), dtype))
+        P[:, at: at + BLOCK] = out
+    for p, want in zip(P, (numpy_value("sigmoid", -t), numpy_value("sigmoid", t))):
+        normal = want >= np.finfo(dtype).tiny
+        dist = ulp_distance(p[normal], want[normal])
+        assert dist.max() <= ULP["softmax2"][dtype], f"t = {t[normal][np.argmax(dist)]!r}: {dist.max():g} ulp"
+        assert (p[~normal] == 0).all()
 
 
 # --- Sample orders of shuffled mini-batches ---------------------------------------------------------------

@@ -445,7 +445,7 @@ def test_adams_divergence_hint_is_its_lr(moons, reduction):
 
 def test_nonfinite_parameters_stop_at_their_pass(moons):
     X, y = moons
-    with pytest.raises(fastnn.DivergenceError, match="became NaN or inf|loss became nan") as info:
+    with pytest.raises(fastnn.DivergenceError, match="became NaN or inf|loss became (nan|inf)") as info:
         fastnn.train(X * 1e150, y, 3, passes=1000, activation="relu")
     assert info.value.at <= 10
     assert "scale the features" in str(info.value)  # the inputs are to blame, not the lr
