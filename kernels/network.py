@@ -469,12 +469,16 @@ def _heavy(d, h):
 
 @stage(inline="always")
 def _accumulate_b2(D3, m, G, at):
-    """G[at + v] += sum_j D3[v, j]."""
-    for v in range(D3.shape[0]):
+    """G[at + v] += sum_j D3[v, j]; for the two-class softmax's opposite rows (output_delta), row 0's sum and
+    its negation."""
+    opposite = OUT == "softmax" and K == 2
+    for v in range(1 if opposite else D3.shape[0]):
         s = D3.dtype.type(0)
         for j in range(m):
             s += D3[v, j]
         G[at + v] += s
+        if opposite:
+            G[at + 1] -= s
 
 
 @stage()
@@ -482,8 +486,11 @@ def backward(XB, A1, D3, m, W2, D2, G, GW):
     """hidden_delta, then accumulate: D2 = (W2 D3) * f'(A1), G += [XB D2^T, sum D2, A1 D3^T, sum D3].
 
     For up to UNROLL inputs and classes in one pass over the block per hidden unit, its d + k + 1 sums in
-    registers: separate passes would load two rows for every multiply-add.  XB (d, B), A1, D2 (h, B),
-    D3 (k, B), GW: accumulate's scratch.
+    registers: separate passes would load two rows for every multiply-add. (D2 is written there too, though
+    nothing reads it: without its stores, passes were about 2% faster, but LLVM vectorised the sums of the
+    inlined stage differently in serial and parallel variants, whose results then differed in the last bit;
+    kept apart from its callers (noinline), the stage lost the 2%: measured.) XB (d, B), A1, D2 (h, B), D3
+    (k, B), GW: accumulate's scratch.
     """
     h, k = W2.shape
     if K > 0 and D > 0:

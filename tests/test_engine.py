@@ -114,7 +114,7 @@ def test_a_stage_is_keyed_by_the_constants_it_reads():
     assert reads == {"SOLVER": "'sgd'"}
     reads = dict(config._reads(network.backward, vars(network), constants))  # and hidden_delta, _combine, ...
     assert {"D", "K", "BLAS", "OUT"} <= reads.keys() and "SOLVER" not in reads  # OUT: two-class softmax's rows
-    assert "OUT" not in dict(config._reads(network.accumulate, vars(network), constants))
+    assert "OUT" not in dict(config._reads(network.hidden_delta, vars(network), constants))
 
     def stages(d, k, solver="sgd"):
         inputs = d if d <= kernels.UNROLL else 0  # as build() passes it

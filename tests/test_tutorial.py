@@ -105,22 +105,31 @@ def literal_run(moons):
 
 
 # The tutorial's run ends on a period-2 orbit: from about pass 2000 the weights alternate between two points
-# 0.09 apart (docs/DESIGN.md). Passes ~1100 to 2000 are a chaotic transient: there the kernels and the literal
-# code drift from 7e-14 (pass 1000) to 7e-10 (1100) to 1e-3 (1200), and so does the literal code against
-# itself after a 1-ulp change to one initial weight. Which phase of the orbit a run lands in is then down
-# to rounding: with 1-ulp changes to single initial weights, the literal code lands in the other phase in 2
-# of 5 cases. So the final weights must match the literal code after 19999, 20000 or 20001 passes to 1e-5,
-# and the loss every 1000 passes to 1e-3 (the orbit's two losses differ by 5.6e-4).
+# 0.09 apart (docs/DESIGN.md). Passes ~1100 to 2000-3000 are a chaotic transient: there the kernels and the
+# literal code drift from 7e-14 (pass 1000) to 7e-10 (1100) to 1e-3 (1200), and so does the literal code
+# against itself after a 1-ulp change to one initial weight. Which phase of the orbit a run lands in is then
+# down to rounding: with 1-ulp changes to single initial weights, the literal code lands in the other phase
+# in 2 of 5 cases. So the final weights must match the literal code after 19999, 20000 or 20001 passes to
+# 1e-5, and the loss every 1000 passes to 1e-3 (the orbit's two losses differ by 5.6e-4) outside the
+# transient (on_orbit): with each initial weight moved by 1 ulp either way (40 draws), the literal code's
+# loss after 2000 and 2001 passes moves by up to 1.9e-3 and 1.4e-3 (after 1500, 9e-4), after 3000 and 3001
+# by at most 4.7e-4, the phase.
 # The orbit still drifts by 1.25e-5 every two passes at pass 20000, and a run in the other phase sits
 # half-way between the literal run's passes 19999 and 20001: 6.25e-6 to 6.29e-6 from either, for the
 # literal code's own phase-shifted runs. So 1e-5 holds with a margin of only 1.6x for a phase-shifted run:
 # a failure at ~6e-6 to 2e-5 here means another rounding, not a wrong kernel, which would be off by 1e-3.
+def on_orbit(passes):
+    """Whether the loss after this many passes is reproducible (see above): before or after the transient."""
+    return passes <= 1001 or passes >= 3000
+
+
 def assert_phase_aware(theta, loss_history, literal_run, moons):
     distances = {p: np.abs(theta - flat(literal_run[p])).max() for p in (19999, 20000, 20001)}
     assert min(distances.values()) <= 1e-5, f"max |diff| to the literal run after p passes: {distances}"
     assert loss_history[-1, 0] == TUTORIAL_PASSES
     for passes, loss in loss_history[1:]:
-        assert abs(loss - literal.calculate_loss(literal_run[int(passes)], *moons)) <= 1e-3, passes
+        if on_orbit(passes):
+            assert abs(loss - literal.calculate_loss(literal_run[int(passes)], *moons)) <= 1e-3, passes
 
 
 @pytest.mark.slow
@@ -153,7 +162,8 @@ def test_build_model_20000_passes_phase_aware(moons, literal_run, capsys):
     distances = [np.abs(theta - flat(literal_run[p])).max() for p in (19999, 20000, 20001)]
     assert min(distances) <= 1e-5, distances
     for passes, loss in history:  # printed to 6 decimals: 1e-3 as for the loss history
-        assert abs(loss - literal.calculate_loss(literal_run[int(passes)], *moons)) <= 1e-3, passes
+        if on_orbit(passes):
+            assert abs(loss - literal.calculate_loss(literal_run[int(passes)], *moons)) <= 1e-3, passes
 
 
 # --- The notebook, as a reader runs it with fastnn ------------------------------------------------------------
@@ -238,7 +248,8 @@ def test_notebook_prints_the_tutorials_20_lines(notebook):
 
 @pytest.mark.slow
 def test_notebook_lines_and_network_are_the_tutorials(notebook, literal_run, moons):
-    """Each printed loss against the literal code's after i + 1 passes, to 1e-3 as for the loss history above;
+    """Each printed loss on the orbit against the literal code's after i + 1 passes, to 1e-3 as for the loss
+    history above;
     the H = 3 network by its predicted class over the figure's grid, phase-aware (measured: identical to the
     literal run after 20000 passes)."""
     from fastnn import plot
@@ -247,7 +258,8 @@ def test_notebook_lines_and_network_are_the_tutorials(notebook, literal_run, moo
     shown, namespace = notebook
     for line in shown["hidden_3"][0]:
         i, loss = re.fullmatch(r"Loss after iteration (\d+): (\S+)", line).groups()
-        assert abs(float(loss) - literal.calculate_loss(literal_run[int(i) + 1], X, y)) <= 1e-3, line
+        if on_orbit(int(i) + 1):
+            assert abs(float(loss) - literal.calculate_loss(literal_run[int(i) + 1], X, y)) <= 1e-3, line
     model = namespace["model_3"]
     assert namespace["final_loss"] == tutorial.calculate_loss(model, X, y)
     xx, yy = plot.grid(X, step=0.01)
