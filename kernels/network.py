@@ -168,8 +168,8 @@ def load_block(X, y, weights, order, e, start, m, XB, yb, wb):
 
 @stage()
 def hidden_forward(XB, m, W1, b1, W2, b2, A1, Z2):
-    """A1 = f(W1^T XB + b1) and the logits Z2 = W2^T A1 + b2, per hidden unit while its row is in L1 (for up to
-    UNROLL inputs and classes, a pair of units at a time; wider inputs' pre-activations first).
+    """A1 = f(W1^T XB + b1) and the logits Z2 = W2^T A1 + b2, a hidden unit at a time, while its row is in L1
+    (wider inputs' pre-activations first).
 
     Two-class softmax: the logits are kept shifted by z0 (Z2[0] = 0, Z2[1] = z1 - z0, from the differences of
     the weights): the outputs and the loss depend on the difference alone, and a unit's logits then take one
@@ -181,31 +181,6 @@ def hidden_forward(XB, m, W1, b1, W2, b2, A1, Z2):
     for v in range(k):
         for j in range(m):
             Z2[v, j] = b2[v] - b2[0] if shifted else b2[v]
-    first = 0
-    if K > 0 and D > 0:
-        # Two units per pass over the block: XB and the logits are loaded and stored once for both. (The
-        # bound h - 1, not h - h % 2: with that one LLVM could not tell the rows apart ahead of the loop
-        # over samples, and ran it as scalar code, 4x slower.)
-        first = h - h % 2
-        for u in range(0, h - 1, 2):
-            w0, w1, w2, w3 = _class_row(W2, u)
-            x0, x1, x2, x3 = _class_row(W2, u + 1)
-            if shifted:
-                w1 -= w0
-                x1 -= x0
-            for j in range(m):
-                a = activate(_pre(XB, W1, b1, A1, u, j))
-                c = activate(_pre(XB, W1, b1, A1, u + 1, j))
-                A1[u, j] = a
-                A1[u + 1, j] = c
-                if not shifted:
-                    Z2[0, j] += w0 * a + x0 * c
-                if K > 1:
-                    Z2[1, j] += w1 * a + x1 * c
-                if K > 2:
-                    Z2[2, j] += w2 * a + x2 * c
-                if K > 3:
-                    Z2[3, j] += w3 * a + x3 * c
     if D == 0:  # too many inputs to unroll: every pre-activation first
         for u in range(h):
             for j in range(m):
@@ -214,18 +189,17 @@ def hidden_forward(XB, m, W1, b1, W2, b2, A1, Z2):
             blas_gemm(True, False, h, m, d, W1, XB, 1.0, A1)
         else:
             _combine(W1, XB, m, A1)
-    # The logits a unit at a time while its row is in L1, the block's logits (k rows) staying there too: a unit
-    # row's loads are shared by k products (by _combine, A1 would be loaded k times: MNIST-shaped fits in
-    # batches of 128 ran 1.2-1.4x slower, measured).
-    for u in range(first, h):
-        for j in range(m):
-            A1[u, j] = activate(_pre(XB, W1, b1, A1, u, j))
-        if K > 0:  # every logit in one pass over the row
+    for u in range(h):
+        if K > 0:
+            # A unit's activations and logits in one pass over the block, its weights in registers. (Pairs of
+            # units per pass, sharing the loads of XB and Z2, ran 5-8% slower at 20 and 64 units: two
+            # activations' constants did not fit in the registers and were loaded again every iteration.)
             w0, w1, w2, w3 = _class_row(W2, u)
             if shifted:
                 w1 -= w0
             for j in range(m):
-                a = A1[u, j]
+                a = activate(_pre(XB, W1, b1, A1, u, j))
+                A1[u, j] = a
                 if not shifted:
                     Z2[0, j] += w0 * a
                 if K > 1:
@@ -235,6 +209,10 @@ def hidden_forward(XB, m, W1, b1, W2, b2, A1, Z2):
                 if K > 3:
                     Z2[3, j] += w3 * a
         else:
+            for j in range(m):
+                A1[u, j] = activate(_pre(XB, W1, b1, A1, u, j))
+            # Each logit while the unit's row is in L1, the block's logits (k rows) staying there too (by
+            # _combine, A1 would be loaded k times: MNIST-shaped fits in batches of 128 ran 1.2-1.4x slower).
             for v in range(k):
                 w = W2[u, v]
                 for j in range(m):
