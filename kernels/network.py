@@ -18,7 +18,7 @@ Classes. Up to UNROLL classes, the number of classes K is a compile-time constan
 a hidden unit's logits and its backward pass (with its d + k + 1 gradient sums) then each take one pass over
 the block, a unit's weights in registers (3 classes, 4 inputs, 16 units: passes 1.2-1.3x faster than with the
 loops over classes outside the loops over samples that more classes, or wider inputs, still run). Two classes,
-the case to make fastest, also take one exp per sample instead of two.
+the case to make fastest, take both probabilities from one quotient (one division, no exp).
 
 What a pass costs besides arithmetic. For the tutorial's n = 200 a pass is about a microsecond of
 arithmetic, so fixed costs matter: views (split, _rows) are made once per call, never per block or pass;
