@@ -88,7 +88,8 @@ def build(act, out, dtype, d, k, loop, parallel=False, solver="sgd", weighted=Fa
 def _stages(act, out, dtype, inputs, classes, solver, weighted, blas):
     f = FUNCTIONS[dtype]
     constants = dict(ACT=act, OUT=out, D=inputs, WIDE=inputs == 0, K=classes, SOLVER=solver, WEIGHTED=weighted,
-                     BLAS=blas, activate=f[act], derivative=f[act + "_grad"], exp=f["exp"], sigmoid=f["sigmoid"], logistic_pair=f["logistic_pair"])
+                     BLAS=blas, activate=f[act], derivative=f[act + "_grad"], exp=f["exp"], sigmoid=f["sigmoid"],
+                     logistic_pair=f["logistic_pair"])
     names = [name for name, func in globals().items() if hasattr(func, "jit_options") and name not in LOOP_KERNELS]
     tag = (f"{act}_{out}_{dtype}_d{inputs or 'n'}_k{classes or 'n'}" + ("" if solver == "sgd" else f"_{solver}")
            + ("_weighted" if weighted else "") + ("_blas" if blas else ""))

@@ -248,10 +248,9 @@ def test_notebook_prints_the_tutorials_20_lines(notebook):
 
 @pytest.mark.slow
 def test_notebook_lines_and_network_are_the_tutorials(notebook, literal_run, moons):
-    """Each printed loss on the orbit against the literal code's after i + 1 passes, to 1e-3 as for the loss
-    history above;
-    the H = 3 network by its predicted class over the figure's grid, phase-aware (measured: identical to the
-    literal run after 20000 passes)."""
+    """Each printed loss outside the transient against the literal code's after i + 1 passes, to 1e-3 as for
+    the loss history above; the H = 3 network by its predicted class over the figure's grid, phase-aware
+    (measured: identical to the literal run after 20000 passes)."""
     from fastnn import plot
 
     X, y = moons
