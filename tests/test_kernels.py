@@ -464,6 +464,18 @@ def test_two_class_softmax_ulp_distance_to_numpy(rng, dtype):
         assert (p[~normal] == 0).all()
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+def test_two_class_softmax_special_values(dtype):
+    """Logits (0, t): NaN in, NaN out (a diverging run must not look finite); an infinite gap gives exactly 0
+    and 1; equal logits 1/2 each."""
+    t = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0], dtype)
+    Z2, P = np.zeros((2, BLOCK), dtype), np.zeros((2, BLOCK), dtype)
+    Z2[1, :t.size] = t
+    kernels.build("tanh", "softmax", np.dtype(dtype).name, 2, 2, "block").output_forward(Z2, t.size, P, Z2.copy())
+    assert np.isnan(P[:, 0]).all()
+    np.testing.assert_array_equal(P[:, 1:t.size], [[0, 1, 0.5, 0.5], [1, 0, 0.5, 0.5]])
+
+
 # --- Sample orders of shuffled mini-batches ---------------------------------------------------------------
 
 @pytest.mark.parametrize("n", [1, 2, 3, 17, 1000])
